@@ -1,0 +1,154 @@
+"""The ``tuneforge`` command. Thin: every command parses arguments and calls one library function.
+
+User errors (:class:`TuneforgeError`) print as a message and a hint, with exit status 2 and no
+traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from tuneforge.errors import TuneforgeError
+
+app = typer.Typer(
+    name="tuneforge",
+    help="Fine-tune causal language models: train a recipe, evaluate, chat, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Turn TuneforgeError into a clean message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TuneforgeError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "- `tuneforge train examples/quickstart/recipe.yaml`\n\n"
+        "- `tuneforge train my.yaml data.train=data/tickets.jsonl method.lora.r=8 training.epochs=1`\n\n"
+        "- `tuneforge train runs/my-run/recipe.yaml --resume`"
+    )
+)
+@user_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see docs/RECIPES.md).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. training.epochs=1 method.lora.r=8.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest complete checkpoint in output.dir.")] = False,
+) -> None:
+    """Train a recipe: validate data, fine-tune, save the adapter/model, evaluate before and after."""
+    from tuneforge.config import load_recipe
+    from tuneforge.train.runner import train as run_training
+
+    rec = load_recipe(recipe, overrides or [])
+    run_training(rec, resume=resume, console=err)
+
+
+@app.command(
+    name="eval",
+    epilog=(
+        "Examples:\n\n"
+        "- `tuneforge eval runs/quickstart --data examples/quickstart/test.jsonl --base`\n\n"
+        "- `tuneforge eval smollm2-135m-instruct --data test.jsonl --metrics exact_match,json_fields`"
+    ),
+)
+@user_errors
+def eval_cmd(
+    target: Annotated[str, typer.Argument(help="A run directory, or a model (built-in name, local dir, .gguf file).")],
+    data: Annotated[Path, typer.Option("--data", help="Held-out file (alpaca or messages; the last turn is the reference).")],
+    base: Annotated[bool, typer.Option("--base/--no-base", help="For a run: also evaluate its base model, for a before/after report.")] = False,
+    metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metrics (default: the run's recipe, else exact_match).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: RUN/eval, or eval-<model> for a model).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation length limit.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+) -> None:
+    """Evaluate a run or a model: loss, perplexity and generation metrics, with a Markdown/HTML report."""
+    from tuneforge.evaluate.command import evaluate_target
+
+    evaluate_target(
+        target,
+        data,
+        with_base=base,
+        metrics=metrics.split(",") if metrics else None,
+        out=out,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        precision=precision,
+        console=err,
+    )
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "- `tuneforge chat runs/quickstart` (interactive; /reset clears the history, /exit quits)\n\n"
+        "- `tuneforge chat runs/quickstart --prompt 'My card was charged twice for order A-12345'`"
+    )
+)
+@user_errors
+def chat(
+    target: Annotated[str, typer.Argument(help="A run directory, or a model (built-in name, local dir, .gguf file).")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="One-shot: answer this message and exit.")] = None,
+    system: Annotated[Optional[str], typer.Option(help="System message.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Reply length limit.")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+) -> None:
+    """Chat with a run or a model; replies stream token by token."""
+    from tuneforge.serve.session import chat_loop
+
+    chat_loop(target, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature, console=err)
+
+
+@app.command(
+    epilog="Example:\n\n- `tuneforge export runs/quickstart --merge exports/quickstart-merged`",
+)
+@user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    merge: Annotated[Path, typer.Option("--merge", help="Write a merged model (safetensors + tokenizer) to this directory.")],
+    dtype: Annotated[str, typer.Option(help="Weights dtype of the export: fp32, bf16 or fp16.")] = "fp32",
+) -> None:
+    """Export a run as a standalone model that plain `transformers` loads."""
+    import torch
+
+    from tuneforge.export.merge import save_merged
+    from tuneforge.runs import load_run
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype not in dtypes:
+        raise TuneforgeError(f"--dtype {dtype!r} is not one of {', '.join(dtypes)}")
+    loaded = load_run(run)
+    path = save_merged(loaded.model, loaded.tokenizer, merge, dtype=dtypes[dtype])
+    err.print(f"[bold green]exported[/] {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m tuneforge`
+    app(prog_name="tuneforge")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Data formats: parse raw rows into typed records, or say exactly what is wrong with a row.
+
+- alpaca:   {"instruction", "input"?, "output", "system"?}
+- messages: {"messages": [{"role", "content"}, ...]} (OpenAI) or
+            {"conversations": [{"from", "value"}, ...]} (ShareGPT: human/gpt/system)
+- text:     {"text"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tuneforge.data.readers import read_rows
+from tuneforge.data.records import BadRow, ChatRecord, LoadedData, Message, RawRow, Record, TextRecord
+from tuneforge.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+FORMATS = ("alpaca", "messages", "text")
+
+
+class RowError(Exception):
+    """Raised inside a parser; turned into a BadRow carrying the field and reason."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _text_field(row: dict, key: str, *, required: bool = True, allow_empty: bool = False) -> str | None:
+    if key not in row or row[key] is None:
+        if required:
+            raise RowError(key, "missing")
+        return None
+    value = row[key]
+    if not isinstance(value, str):
+        raise RowError(key, f"must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        if required:
+            raise RowError(key, "is empty")
+        return None
+    return value
+
+
+def parse_alpaca(row: dict, source: str, system_prompt: str | None = None) -> ChatRecord:
+    instruction = _text_field(row, "instruction")
+    extra = _text_field(row, "input", required=False, allow_empty=True)
+    output = _text_field(row, "output")
+    system = _text_field(row, "system", required=False) or system_prompt
+    user = instruction if not extra or not extra.strip() else f"{instruction}\n\n{extra}"
+    messages = [Message("user", user), Message("assistant", output)]
+    if system:
+        messages.insert(0, Message("system", system))
+    return ChatRecord(tuple(messages), source)
+
+
+def parse_messages(row: dict, source: str, system_prompt: str | None = None) -> ChatRecord:
+    if "messages" in row:
+        key, role_key, content_key, role_map = "messages", "role", "content", {r: r for r in ROLES}
+    elif "conversations" in row:
+        key, role_key, content_key, role_map = "conversations", "from", "value", SHAREGPT_ROLES
+    else:
+        raise RowError("messages", "missing (expected 'messages' with role/content, or ShareGPT 'conversations' with from/value)")
+    turns = row[key]
+    if not isinstance(turns, list):
+        raise RowError(key, f"must be a list of messages, got {type(turns).__name__}")
+    if not turns:
+        raise RowError(key, "is empty")
+    messages: list[Message] = []
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, dict):
+            raise RowError(where, f"must be an object, got {type(turn).__name__}")
+        raw_role = turn.get(role_key)
+        if not isinstance(raw_role, str):
+            raise RowError(f"{where}.{role_key}", "missing" if raw_role is None else f"must be a string, got {type(raw_role).__name__}")
+        role = role_map.get(raw_role.strip().lower())
+        if role is None:
+            raise RowError(f"{where}.{role_key}", f"unknown role '{raw_role}' (allowed: {', '.join(sorted(role_map))})")
+        content = turn.get(content_key)
+        if not isinstance(content, str):
+            raise RowError(f"{where}.{content_key}", "missing" if content is None else f"must be a string, got {type(content).__name__}")
+        if not content.strip():
+            raise RowError(f"{where}.{content_key}", "is empty")
+        if role == "system" and i != 0:
+            raise RowError(f"{where}.{role_key}", "a system message may only come first")
+        messages.append(Message(role, content))
+    if not any(m.role == "assistant" for m in messages):
+        raise RowError(key, "has no assistant message, so there is nothing to train on")
+    if messages[0].role != "system" and system_prompt:
+        messages.insert(0, Message("system", system_prompt))
+    return ChatRecord(tuple(messages), source)
+
+
+def parse_text(row: dict, source: str, system_prompt: str | None = None) -> TextRecord:
+    return TextRecord(_text_field(row, "text"), source)  # type: ignore[arg-type]
+
+
+PARSERS: dict[str, Callable[[dict, str, str | None], Record]] = {
+    "alpaca": parse_alpaca,
+    "messages": parse_messages,
+    "text": parse_text,
+}
+
+
+def detect_format(row: Any, path: str) -> str:
+    """Infer the format from the keys of the first row."""
+    if isinstance(row, dict):
+        if "messages" in row or "conversations" in row:
+            return "messages"
+        if "instruction" in row and "output" in row:
+            return "alpaca"
+        if "text" in row:
+            return "text"
+        keys = ", ".join(sorted(map(str, row))) or "(none)"
+    else:
+        keys = f"a {type(row).__name__}, not an object"
+    raise DataError(
+        f"{path}: cannot tell the data format from the first row (keys: {keys})",
+        hint="set data.format to alpaca (instruction/input/output), messages (messages or conversations) or text (text)",
+    )
+
+
+def parse_rows(rows: Iterable[RawRow | BadRow], fmt: str, path: str, system_prompt: str | None = None) -> LoadedData:
+    """Turn raw rows into records; every row that fails becomes a BadRow (nothing is dropped silently)."""
+    loaded = LoadedData(path=path, format=fmt)
+    parser = PARSERS[fmt] if fmt != "auto" else None
+    for row in rows:
+        if isinstance(row, BadRow):
+            loaded.bad_rows.append(row)
+            continue
+        if parser is None:
+            fmt = detect_format(row.data, path)
+            loaded.format = fmt
+            parser = PARSERS[fmt]
+        if not isinstance(row.data, dict):
+            loaded.bad_rows.append(BadRow(row.source, None, f"must be a JSON object, got {type(row.data).__name__}", row.data))
+            continue
+        try:
+            loaded.records.append(parser(row.data, row.source, system_prompt))
+        except RowError as exc:
+            loaded.bad_rows.append(BadRow(row.source, exc.field, exc.reason, row.data))
+    if parser is None:
+        loaded.format = "alpaca" if fmt == "auto" else fmt
+    return loaded
+
+
+def load_records(path: str | Path, fmt: str = "auto", *, on_bad_rows: str = "error", system_prompt: str | None = None) -> LoadedData:
+    """Read and parse a data file. With on_bad_rows='error', any bad row stops here with all of them listed."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise DataError(f"unknown data format '{fmt}'", hint=f"use one of {', '.join(FORMATS)} or auto")
+    loaded = parse_rows(read_rows(path), fmt, str(path), system_prompt)
+    if loaded.bad_rows and on_bad_rows == "error":
+        raise bad_rows_error(loaded)
+    if not loaded.records:
+        raise DataError(f"{path}: no usable rows", hint="the file is empty or every row is bad; run with data.on_bad_rows=skip to see them all")
+    return loaded
+
+
+def bad_rows_error(loaded: LoadedData, show: int = 10) -> DataError:
+    lines = [b.describe() for b in loaded.bad_rows[:show]]
+    more = len(loaded.bad_rows) - show
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return DataError(
+        f"{loaded.path}: {len(loaded.bad_rows)} bad row(s) in {loaded.format} data:\n  " + "\n  ".join(lines),
+        hint="fix these rows, or set data.on_bad_rows=skip to leave them out (they are then written to skipped_rows.jsonl in the run directory)",
+    )

@@ -1,0 +1,73 @@
+"""Typed records: what every data format is normalised to before templating.
+
+Each record keeps ``source`` ("file:line" or "file:row N") so that anything reported later (an
+over-long example, a skipped row) can be traced back to the user's file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRecord:
+    """A conversation; assistant turns are what SFT trains on."""
+
+    messages: tuple[Message, ...]
+    source: str
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in self.messages]
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    """Raw text for continued pretraining; every token is trained."""
+
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One row as read from a file, before format parsing."""
+
+    source: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row that cannot be used, and why. Written to skipped_rows.jsonl when skipping is allowed."""
+
+    source: str
+    field: str | None
+    reason: str
+    row: Any = None
+
+    def describe(self) -> str:
+        where = f"{self.source}" + (f" field '{self.field}'" if self.field else "")
+        return f"{where}: {self.reason}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "field": self.field, "reason": self.reason, "row": self.row}
+
+
+Record = ChatRecord | TextRecord
+
+
+@dataclass
+class LoadedData:
+    """Records parsed from one file plus everything that was left out."""
+
+    path: str
+    format: str
+    records: list[Record] = field(default_factory=list)
+    bad_rows: list[BadRow] = field(default_factory=list)

@@ -1,0 +1,42 @@
+"""Held-out loss and perplexity, weighted by trained tokens (not averaged per batch)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from tuneforge.data.collate import PadCollator
+from tuneforge.data.prepare import to_features
+from tuneforge.data.render import Tokenized
+from tuneforge.evaluate.generate import autocast_context
+from tuneforge.objectives.losses import causal_lm_loss
+
+
+@torch.inference_mode()
+def evaluate_loss(
+    model, examples: Sequence[Tokenized], pad_token_id: int, *, batch_size: int = 8, autocast_dtype: torch.dtype | None = None
+) -> dict[str, float]:
+    """Mean token loss over all trained tokens of ``examples`` and its perplexity."""
+    collate = PadCollator(pad_token_id)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        feats = to_features(examples)
+        for start in range(0, len(feats), batch_size):
+            batch = {k: v.to(device) for k, v in collate(feats[start : start + batch_size]).items()}
+            labels = batch.pop("labels")
+            n = int(labels[:, 1:].ne(-100).sum())
+            if n == 0:
+                continue
+            with autocast_context(autocast_dtype, device.type):
+                logits = model(**batch, use_cache=False).logits
+            total += float(causal_lm_loss(logits, labels, n)) * n
+            count += n
+    finally:
+        model.train(was_training)
+    loss = total / count if count else float("nan")
+    return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0)) if count else float("nan"), "eval_tokens": count}

@@ -1,0 +1,100 @@
+"""Loss curves from a run's ``metrics.jsonl``.
+
+The plot is drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas rather than through
+``pyplot``: pyplot keeps global state and picks a GUI backend, which breaks in threads (the web UI,
+a training callback) and on machines without a display.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tuneforge.errors import DataError
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read ``metrics.jsonl``: one JSON object per line, blank lines ignored.
+
+    A last line without a newline that does not parse is skipped, not an error: it is the line the
+    trainer is writing right now, and plotting a live run must not fail because of it. Any other bad
+    line is reported with its line number.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataError(f"metrics file {path} does not exist", "point to the metrics.jsonl inside a run directory") from exc
+    lines = text.split("\n")
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            is_partial_tail = number == len(lines) and not text.endswith("\n")
+            if is_partial_tail:
+                continue
+            raise DataError(
+                f"{path}:{number}: not valid JSON ({exc.msg})", "each line of metrics.jsonl must be one JSON object"
+            ) from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def plot_loss(metrics_jsonl: Path, out_png: Path) -> Path | None:
+    """Plot training and validation loss against step into ``out_png``.
+
+    Training loss comes from rows with ``loss`` and ``step``, validation loss from rows with
+    ``eval_loss`` and ``step``. Returns None and writes nothing when there is no loss to show, so a
+    report can simply leave the section out.
+    """
+    rows = read_metrics(metrics_jsonl)
+    train = _series(rows, "loss")
+    valid = _series(rows, "eval_loss")
+    if not train and not valid:
+        return None
+
+    figure = Figure(figsize=(7, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if train:
+        axes.plot(*zip(*train), label="train loss", linewidth=1.2)
+    if valid:
+        # Evaluations are sparse, so markers make single points visible.
+        axes.plot(*zip(*valid), label="validation loss", marker="o", linewidth=1.2)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png, format="png")
+    return out_png
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(step, value) pairs for rows that have both as finite numbers, sorted by step.
+
+    Non-finite losses (a diverged step logs NaN) cannot be drawn; they are left out rather than
+    breaking the axis scale, and divergence is reported by the training monitor, not by this plot.
+    """
+    points = [
+        (float(row["step"]), float(row[key]))
+        for row in rows
+        if _is_number(row.get("step")) and _is_number(row.get(key))
+    ]
+    return sorted(points)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

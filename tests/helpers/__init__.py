@@ -1,0 +1,1 @@
+"""Shared test helpers: tiny models and tokenizers built locally, so unit tests never touch a hub."""
