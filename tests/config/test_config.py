@@ -78,3 +78,16 @@ def test_resolved_recipe_round_trips(tmp_path):
     out = tmp_path / "resolved.yaml"
     dump_recipe(r, out)
     assert load_recipe(out) == r
+
+
+def test_recipe_reference_is_up_to_date():
+    from tuneforge.config.reference import recipe_reference
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "RECIPES.md"
+    assert doc.read_text().strip() == recipe_reference().strip(), "run: python -m tuneforge.config.reference > docs/RECIPES.md"
+
+
+def test_example_recipes_validate():
+    root = Path(__file__).resolve().parents[2]
+    for recipe in (root / "examples").rglob("recipe*.yaml"):
+        load_recipe(recipe)

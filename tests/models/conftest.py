@@ -31,7 +31,7 @@ class ConvertedBuiltin:
 
 @pytest.fixture(scope="session")
 def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The verified SmolLM2 GGUF file (kept for the whole session: the converted model is checked against it)."""
+    """The verified SmolLM2 GGUF, kept all session: the converted model is checked against it."""
     return locate_gguf(BUILTIN, tmp_path_factory.mktemp("smollm2-gguf"))
 
 

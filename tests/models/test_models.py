@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,8 +98,12 @@ def test_load_tokenizer_from_dir_matches_original(saved_tiny) -> None:
 def test_missing_pad_token_falls_back_to_eos_and_padding_side_is_kept(tmp_path: Path) -> None:
     tokenizer = tiny_tokenizer()
     tokenizer.pad_token = None
-    tokenizer.padding_side = "left"
     tokenizer.save_pretrained(tmp_path)
+    # transformers 5 does not save a padding_side set as an attribute, so write it as a model would ship it
+    config_file = tmp_path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["padding_side"] = "left"
+    config_file.write_text(json.dumps(config))
 
     loaded = load_tokenizer(str(tmp_path))
     assert loaded.pad_token == IM_END == loaded.eos_token
@@ -172,6 +180,48 @@ def test_hub_id_offline_fails_fast_with_local_alternatives(loader) -> None:
     assert BUILTIN in hint and ".gguf" in hint and "directory" in hint
 
 
+_LOAD_CACHED_HUB_ID = """
+import sys, torch
+from tuneforge.models.load import load_model, load_tokenizer
+model, tokenizer = load_model("some-org/tiny"), load_tokenizer("some-org/tiny")
+expected = torch.load(sys.argv[1])
+with torch.no_grad():
+    logits = model(input_ids=expected["input_ids"]).logits
+assert torch.equal(logits, expected["logits"]), "logits differ"
+print("ok", tokenizer.eos_token)
+"""
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_hub_id_in_local_hf_cache_loads_without_network(saved_tiny, tmp_path: Path, offline: bool) -> None:
+    """A hub id already in the HF cache loads with the hub offline or unreachable.
+
+    Runs in a subprocess because huggingface_hub reads HF_HOME and HF_HUB_OFFLINE at import. The
+    unreachable hub is a closed local port, so nothing leaves the machine.
+    """
+    model, tokenizer, model_dir = saved_tiny
+    repo = tmp_path / "hf" / "hub" / "models--some-org--tiny"
+    commit = "0" * 40
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    input_ids = tokenizer("Hello there", return_tensors="pt")["input_ids"]
+    expected = tmp_path / "expected.pt"
+    torch.save({"input_ids": input_ids, "logits": _logits(model, {"input_ids": input_ids})}, expected)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # closed port: an attempt to go online fails at once
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_CACHED_HUB_ID, str(expected)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"ok {IM_END}"
+
+
 # --- built-in model: fast checks that need no model -------------------------------------------
 
 
@@ -200,6 +250,9 @@ def test_marker_decides_cache_hit(empty_cache: Path) -> None:
     (model_dir / MARKER_FILE).write_text(json.dumps({"gguf_sha256": "0" * 64}))
     assert not is_cached(BUILTIN)
     (model_dir / MARKER_FILE).write_text(json.dumps({"gguf_sha256": SMOLLM2.gguf_sha256}))
+    assert not is_cached(BUILTIN)  # the marker alone is not enough: the weights must be there
+    for name in ("config.json", "model.safetensors"):
+        (model_dir / name).write_text("{}")
     assert is_cached(BUILTIN)
     assert ensure_builtin(BUILTIN) == model_dir  # no GGUF anywhere, so this can only be a hit
 

@@ -88,16 +88,16 @@ class TrainingSection(Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
     batch_size: int = Field(8, gt=0, description="Examples per micro-batch.")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step; the loss is normalised by trained tokens.")
-    learning_rate: float = Field(2e-4, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (LoRA tolerates 1e-4..1e-3; full tuning wants ~1e-5).")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("cosine", description="LR decay after warmup.")
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of steps spent warming the LR up linearly.")
-    weight_decay: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
-    seed: int = 42
+    seed: int = Field(42, description="Seeds model init of new weights, data order and the validation split.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on CUDA, bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32."
     )
-    logging_steps: int = Field(5, gt=0)
+    logging_steps: int = Field(5, gt=0, description="Write a metrics.jsonl row every N steps.")
     eval_steps: int | None = Field(None, gt=0, description="Validation every N steps (default: once per epoch).")
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: once per epoch).")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
@@ -112,8 +112,8 @@ class EvalSection(Section):
     before: bool = Field(True, description="Also evaluate the base model, for a before/after report.")
     metrics: list[str] = Field(default_factory=lambda: ["exact_match"], description="Generation metrics to compute.")
     task_metric: str | None = Field(None, description="The metric the report headlines (default: the first metric).")
-    max_new_tokens: int = Field(128, gt=0)
-    batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(128, gt=0, description="Generation length limit for generation metrics.")
+    batch_size: int = Field(16, gt=0, description="Prompts generated together.")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N examples.")
     num_samples: int = Field(5, ge=0, description="Generations shown side by side in the report.")
 

@@ -33,15 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from tuneforge.errors import ModelLoadError
 
 MARKER_FILE = "tuneforge-builtin.json"
 """Written last into a converted model directory; its presence means the conversion completed."""
 
-_STALE_TMP_SECONDS = 6 * 3600  # a conversion takes well under a minute; older temp dirs are crash leftovers
+# A conversion takes well under a minute, so temp dirs older than this are leftovers of a crash.
+_STALE_TMP_SECONDS = 6 * 3600
 
-_console = Console(stderr=True)  # stdout stays free for command output (JSON, generated text)
+# stderr keeps stdout free for command output (JSON, generated text); soft_wrap keeps paths whole.
+_console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,10 @@ def is_cached(name: str) -> bool:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(recorded, dict) and recorded.get("gguf_sha256") == model.gguf_sha256
+    if not isinstance(recorded, dict) or recorded.get("gguf_sha256") != model.gguf_sha256:
+        return False
+    # two stats, so a cache someone pruned by hand is rebuilt instead of failing later on load
+    return all((marker.parent / f).is_file() for f in ("config.json", "model.safetensors"))
 
 
 def ensure_builtin(name: str) -> Path:
@@ -148,14 +154,17 @@ def ensure_builtin(name: str) -> Path:
         gguf_path = locate_gguf(name, Path(workdir))
         staging = Path(tempfile.mkdtemp(prefix=f".{model.name}.tmp-", dir=models_root))
         try:
-            _console.print(f"[bold]Converting GGUF to safetensors (once)[/bold] from {gguf_path} ...")
+            _console.print(
+                f"[bold]Converting GGUF to safetensors (once)[/bold] from {escape(str(gguf_path))} ..."
+            )
             convert_gguf(gguf_path, staging)
             _write_marker(staging, model)
+            _make_readable(staging)
             _move_into_place(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     _console.print(
-        f"[green]Cached at {final}[/green] ({time.monotonic() - started:.0f} s); "
+        f"[green]Cached at {escape(str(final))}[/green] ({time.monotonic() - started:.0f} s); "
         "later runs load it directly."
     )
     return final
@@ -172,7 +181,7 @@ def locate_gguf(name: str, workdir: Path) -> Path:
         return _verified_gguf_from_env(model, Path(explicit).expanduser())
     installed = _installed_gguf(model)
     if installed is not None:
-        _console.print(f"Using {model.gguf_member} from the installed package {model.package}.")
+        _console.print(f"Using {escape(str(installed))} from the installed package {model.package}.")
         verify_sha256(installed, model.gguf_sha256)
         return installed
     return _download_gguf(model, workdir)
@@ -228,7 +237,7 @@ def _verified_gguf_from_env(model: BuiltinModel, path: Path) -> Path:
             f"{model.gguf_env} points to {path}, which is not a file",
             hint=f"set {model.gguf_env} to the {Path(model.gguf_member).name} file, or unset it",
         )
-    _console.print(f"Using {path} (from {model.gguf_env}).")
+    _console.print(f"Using {escape(str(path))} (from {model.gguf_env}).")
     verify_sha256(path, model.gguf_sha256)
     return path
 
@@ -335,6 +344,14 @@ def _write_marker(model_dir: Path, model: BuiltinModel) -> None:
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (model_dir / MARKER_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _make_readable(model_dir: Path) -> None:
+    """Give the cache the usual 755/644 modes: mkdtemp (and safetensors) create owner-only files,
+    which would break a cache shared between users through TUNEFORGE_CACHE."""
+    model_dir.chmod(0o755)
+    for file in model_dir.iterdir():
+        file.chmod(0o644)
 
 
 def _move_into_place(staging: Path, final: Path) -> None:

