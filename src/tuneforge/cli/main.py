@@ -35,9 +35,9 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TuneforgeError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
             if exc.hint:
-                err.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+                err.print(f"[bold]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
