@@ -29,3 +29,35 @@ def test_normalised_by_given_token_count():
     labels = torch.tensor([[1, 2, 3, 4]])
     mean = causal_lm_loss(logits, labels)
     assert torch.allclose(causal_lm_loss(logits, labels, num_items_in_batch=6), mean * 3 / 6)
+
+
+def test_trained_positions_loss_equals_full_logits_loss_and_gradients():
+    from tuneforge.config.schema import MethodSection
+    from tuneforge.methods import apply_method
+    from tuneforge.objectives.losses import supports_trained_positions_loss, trained_positions_loss
+    from tests.helpers.tiny import tiny_llama
+
+    torch.manual_seed(0)
+    model = apply_method(tiny_llama(320, tie=False), MethodSection(type="lora", lora={"r": 4, "dropout": 0.0}))
+    for p in model.parameters():  # make the adapter non-trivial so its gradients are compared too
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    ids = torch.randint(3, 320, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0
+    labels = ids.clone()
+    labels[:, :5] = IGNORE_INDEX
+    labels[mask == 0] = IGNORE_INDEX
+    base = model.get_base_model()
+    assert supports_trained_positions_loss(base)
+
+    full = causal_lm_loss(model(input_ids=ids, attention_mask=mask).logits, labels, 17)
+    full.backward()
+    g_full = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    fast = trained_positions_loss(base, {"input_ids": ids, "attention_mask": mask}, labels, 17)
+    fast.backward()
+    assert torch.allclose(fast, full, atol=1e-6)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p.grad, g_full[n], atol=1e-6), n

@@ -11,7 +11,7 @@ from tuneforge.data.collate import PadCollator
 from tuneforge.data.prepare import to_features
 from tuneforge.data.render import Tokenized
 from tuneforge.evaluate.generate import autocast_context
-from tuneforge.objectives.losses import causal_lm_loss
+from tuneforge.objectives.losses import causal_lm_loss, supports_trained_positions_loss, trained_positions_loss
 
 
 @torch.inference_mode()
@@ -24,6 +24,8 @@ def evaluate_loss(
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
+    plain = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fast = supports_trained_positions_loss(plain)
     try:
         feats = to_features(examples)
         for start in range(0, len(feats), batch_size):
@@ -33,8 +35,11 @@ def evaluate_loss(
             if n == 0:
                 continue
             with autocast_context(autocast_dtype, device.type):
-                logits = model(**batch, use_cache=False).logits
-            total += float(causal_lm_loss(logits, labels, n)) * n
+                if fast:
+                    loss = trained_positions_loss(plain, batch, labels, n)
+                else:
+                    loss = causal_lm_loss(model(**batch, use_cache=False).logits, labels, n)
+            total += float(loss) * n
             count += n
     finally:
         model.train(was_training)

@@ -31,3 +31,42 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batc
 def trainer_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     """Adapter for ``transformers.Trainer(compute_loss_func=...)``."""
     return causal_lm_loss(outputs.logits, labels, num_items_in_batch)
+
+
+# Architectures whose causal-LM logits are exactly ``lm_head(decoder(x).last_hidden_state)``: no
+# logit soft-capping or scaling after the head. Only for these may the head run on trained positions alone.
+PLAIN_HEAD_MODEL_TYPES = frozenset(
+    {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "smollm3", "olmo2"}
+)
+
+
+def supports_trained_positions_loss(model) -> bool:
+    """True when :func:`trained_positions_loss` computes the same loss as the model's own logits."""
+    config = getattr(model, "config", None)
+    return (
+        getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES
+        and hasattr(model, "get_decoder")
+        and model.get_output_embeddings() is not None
+    )
+
+
+def trained_positions_loss(model, inputs: dict, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """The causal LM loss with the output head applied only where a label is trained.
+
+    In SFT most positions (the prompt) carry no label, yet the full model computes vocabulary-sized
+    logits at every one of them; with a 49k vocabulary and a 576-wide model the head is a large share
+    of the step. Running the decoder, selecting the hidden states whose next token is trained and
+    projecting only those gives the same loss and gradients (tested against the full path) for less
+    compute and memory. ``model`` is the plain transformers model (peft layers are injected into its
+    modules, so they run too).
+    """
+    hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    targets = labels[:, 1:].to(hidden.device)
+    keep = targets.ne(IGNORE_INDEX)
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+    total = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    if num_items_in_batch is None:
+        num_items_in_batch = keep.sum()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from rich.console import Console
-from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
 from tuneforge.config.load import dump_recipe
 from tuneforge.config.schema import Recipe
@@ -34,6 +34,7 @@ from tuneforge.objectives.losses import trainer_loss
 from tuneforge.runs import ADAPTER_DIR, CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RECIPE_FILE
 from tuneforge.train.callbacks import CheckpointCommit, MetricsLogger, RichProgress, latest_committed_checkpoint
 from tuneforge.train.precision import Precision, choose_precision
+from tuneforge.train.trainer import TuneforgeTrainer
 
 
 @dataclass
@@ -114,6 +115,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision, has_
         metric_for_best_model="eval_loss" if t.early_stopping_patience else None,
         greater_is_better=False if t.early_stopping_patience else None,
         include_num_input_tokens_seen="non_padding",
+        prediction_loss_only=True,  # validation needs the loss only; never gather full-vocabulary logits
         disable_tqdm=True,
         report_to=[],
         remove_unused_columns=False,
@@ -122,9 +124,9 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision, has_
     )
 
 
-def make_trainer(model, args: TrainingArguments, tokenizer, train_ex, val_ex, callbacks=()) -> Trainer:
+def make_trainer(model, args: TrainingArguments, tokenizer, train_ex, val_ex, callbacks=()) -> TuneforgeTrainer:
     """The Trainer every objective of this module trains with: padded batches, token-normalised loss."""
-    trainer = Trainer(
+    trainer = TuneforgeTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(to_features(train_ex)),
