@@ -17,7 +17,7 @@ def test_quickstart_recipe_runs_on_builtin_model(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     recipe = load_recipe(
         ROOT / "examples/quickstart/recipe.yaml",
-        ["training.max_steps=4", "eval.limit=4", "eval.max_new_tokens=8", f"output.dir={tmp_path / 'run'}"],
+        ["training.max_steps=4", "training.logging_steps=1", "eval.limit=4", "eval.max_new_tokens=8", f"output.dir={tmp_path / 'run'}"],
     )
     result = train(recipe)
     summary = json.loads((result.run_dir / "summary.json").read_text())
