@@ -146,3 +146,13 @@ def test_eval_chat_export_on_a_run(tmp_path, tiny_model_dir, capsys):
     merged = AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-4)
+
+
+def test_never_deletes_a_directory_it_did_not_write(tmp_path, tiny_model_dir):
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    recipe = recipe_for(tmp_path, tiny_model_dir, f"output.dir={precious}", "output.overwrite=true", "eval.data=null")
+    with pytest.raises(TuneforgeError, match="not a tuneforge run directory"):
+        train(recipe)
+    assert (precious / "notes.txt").read_text() == "keep me"

@@ -62,6 +62,12 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
             hint="choose another output.dir=..., set output.overwrite=true, or continue it with --resume",
         )
     if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / RECIPE_FILE).is_file():
+            # Never delete a directory tuneforge did not write.
+            raise TuneforgeError(
+                f"output.dir {run_dir} is not empty and is not a tuneforge run directory",
+                hint="choose a new or empty output.dir, e.g. output.dir=runs/my-run",
+            )
         if not recipe.output.overwrite and (run_dir / CHECKPOINTS_DIR).exists():
             raise TuneforgeError(
                 f"output.dir {run_dir} holds checkpoints of an unfinished run",
