@@ -1,6 +1,5 @@
 """Batch 4 x accumulation 1 and batch 1 x accumulation 4 give the same update (loss normalised by tokens)."""
 
-import torch
 
 from tuneforge.config import load_recipe
 from tuneforge.data.prepare import prepare_chat

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from tuneforge.config import load_recipe
 from tuneforge.errors import DataError, TuneforgeError

@@ -272,7 +272,7 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
         "torch": torch.__version__,
     }
     if results:
-        summary["eval"] = {name: {k: v for k, v in scores.items()} for name, scores in results["models"].items()}
+        summary["eval"] = results["models"]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(
         f"[bold green]done[/] in {summary['wall_seconds']:.0f}s: {summary['steps']} steps, "
