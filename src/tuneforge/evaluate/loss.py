@@ -11,7 +11,12 @@ from tuneforge.data.collate import PadCollator
 from tuneforge.data.prepare import to_features
 from tuneforge.data.render import Tokenized
 from tuneforge.evaluate.generate import autocast_context
-from tuneforge.objectives.losses import causal_lm_loss, supports_trained_positions_loss, trained_positions_loss
+from tuneforge.methods.prompt import align_labels, is_prompt_learning
+from tuneforge.objectives.losses import (
+    causal_lm_loss,
+    supports_trained_positions_loss,
+    trained_positions_loss,
+)
 
 
 @torch.inference_mode()
@@ -25,7 +30,8 @@ def evaluate_loss(
     model.eval()
     total, count = 0.0, 0
     plain = model.get_base_model() if hasattr(model, "get_base_model") else model
-    fast = supports_trained_positions_loss(plain)
+    # Virtual-token methods live in the peft model's own forward; the decoder-only fast path would skip them.
+    fast = supports_trained_positions_loss(plain) and not is_prompt_learning(model)
     try:
         feats = to_features(examples)
         for start in range(0, len(feats), batch_size):
@@ -38,7 +44,8 @@ def evaluate_loss(
                 if fast:
                     loss = trained_positions_loss(plain, batch, labels, n)
                 else:
-                    loss = causal_lm_loss(model(**batch, use_cache=False).logits, labels, n)
+                    logits = model(**batch, use_cache=False).logits
+                    loss = causal_lm_loss(logits, align_labels(logits, labels), n)
             total += float(loss) * n
             count += n
     finally:

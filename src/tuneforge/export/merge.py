@@ -10,6 +10,7 @@ that never clobbers a directory we did not write.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -23,6 +24,8 @@ from transformers import PreTrainedModel
 
 from tuneforge import __version__
 from tuneforge.errors import TuneforgeError
+from tuneforge.methods.bottleneck import has_bottleneck
+from tuneforge.methods.qlora import is_quantized
 
 # Written into every export so a later export may replace it without asking; a directory without it
 # might hold someone's only copy of a model, so we refuse to touch it.
@@ -49,16 +52,30 @@ def merge_adapter(model: PreTrainedModel | PeftModel) -> PreTrainedModel:
     if isinstance(model, PeftModel):
         _check_mergeable(model)
         method = _method_name(model)
+        if is_quantized(model):
+            model = _onto_full_precision_base(model)
         try:
             merged = model.merge_and_unload()
         except (ValueError, NotImplementedError) as exc:
             # peft signals configurations it cannot merge (GPTQ bases, replicated layers, input-dependent
             # tuners) this way; the user can still use the adapter, just not as merged weights.
-            raise TuneforgeError(f"cannot merge the {method} adapter into the base model: {exc}", _UNMERGED_HINT) from exc
+            raise TuneforgeError(
+                f"cannot merge the {method} adapter into the base model: {exc}",
+                _UNMERGED_HINT,
+            ) from exc
         return merged
+    if has_bottleneck(model):
+        raise TuneforgeError(
+            "a bottleneck adapter cannot be merged into the base model: it adds a non-linear layer "
+            "(down-project, activation, up-project), not a change to the weights",
+            "serve or evaluate the run unmerged (tuneforge chat / eval take the run directory), or train a "
+            "mergeable method such as lora",
+        )
     if isinstance(model, PreTrainedModel):
         return model
-    raise TypeError(f"merge_adapter expects a peft.PeftModel or transformers.PreTrainedModel, got {type(model).__name__}")
+    raise TypeError(
+        f"merge_adapter expects a peft.PeftModel or transformers.PreTrainedModel, got {type(model).__name__}"
+    )
 
 
 def save_merged(
@@ -99,12 +116,44 @@ def save_merged(
 def _check_mergeable(model: PeftModel) -> None:
     """Reject prompt-learning adapters up front: they add virtual tokens, not weight deltas."""
     config = model.active_peft_config
-    if config.is_prompt_learning or not callable(getattr(model.base_model, "merge_and_unload", None)):
+    if config.is_prompt_learning or not callable(
+        getattr(model.base_model, "merge_and_unload", None)
+    ):
         raise TuneforgeError(
             f"a {_method_name(model)} adapter cannot be merged into the base model: it adds learned "
             "virtual tokens or activations, not a change to the weights",
             _UNMERGED_HINT,
         )
+
+
+def _onto_full_precision_base(model: PeftModel) -> PeftModel:
+    """A QLoRA adapter, re-applied to the base model loaded in full precision.
+
+    Merging into the 4-bit weights would re-quantise W + BA and lose most of the (small) update, and
+    the result would need bitsandbytes to load. As in the QLoRA paper's deployment path, the adapter
+    is merged into the unquantised base instead; the outputs then differ from the 4-bit model by the
+    base's quantisation error only.
+    """
+    from peft import (
+        get_peft_model,
+        get_peft_model_state_dict,
+        set_peft_model_state_dict,
+    )
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(model.active_peft_config)
+    source = config.base_model_name_or_path or model.get_base_model().name_or_path
+    try:
+        base = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as exc:
+        raise TuneforgeError(
+            f"cannot load the full-precision base {source!r} to merge the QLoRA adapter into: {exc}",
+            _UNMERGED_HINT,
+        ) from exc
+    config.inference_mode = True
+    restored = get_peft_model(base, config)
+    set_peft_model_state_dict(restored, get_peft_model_state_dict(model))
+    return restored.eval()
 
 
 def _method_name(model: PeftModel) -> str:
@@ -119,8 +168,15 @@ def _method_name(model: PeftModel) -> str:
 def _check_target(out_dir: Path) -> None:
     """Refuse to overwrite anything that is not empty and not a previous tuneforge export."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise TuneforgeError(f"export target {out_dir} exists and is not a directory", "choose another output path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / EXPORT_MARKER).is_file():
+        raise TuneforgeError(
+            f"export target {out_dir} exists and is not a directory",
+            "choose another output path",
+        )
+    if (
+        out_dir.is_dir()
+        and any(out_dir.iterdir())
+        and not (out_dir / EXPORT_MARKER).is_file()
+    ):
         raise TuneforgeError(
             f"export target {out_dir} is not empty and was not written by a tuneforge export",
             "choose a new or empty output directory, or delete this one yourself if its contents are not needed",
@@ -129,14 +185,22 @@ def _check_target(out_dir: Path) -> None:
 
 def _check_safetensors_only(directory: Path) -> None:
     """Fail loudly rather than ship a pickle checkpoint (unsafe to load, ambiguous beside safetensors)."""
-    pickles = sorted(p.name for p in directory.iterdir() if p.name.endswith(_PICKLE_WEIGHT_SUFFIXES))
+    pickles = sorted(
+        p.name for p in directory.iterdir() if p.name.endswith(_PICKLE_WEIGHT_SUFFIXES)
+    )
     if pickles:
-        raise RuntimeError(f"save_pretrained wrote pickle weight files {pickles}; expected safetensors only")
+        raise RuntimeError(
+            f"save_pretrained wrote pickle weight files {pickles}; expected safetensors only"
+        )
     if not any(p.name.endswith(".safetensors") for p in directory.iterdir()):
-        raise RuntimeError(f"save_pretrained wrote no .safetensors file into {directory}")
+        raise RuntimeError(
+            f"save_pretrained wrote no .safetensors file into {directory}"
+        )
 
 
-def _write_marker(directory: Path, model: PreTrainedModel, dtype: torch.dtype | None) -> None:
+def _write_marker(
+    directory: Path, model: PreTrainedModel, dtype: torch.dtype | None
+) -> None:
     """Record that tuneforge wrote this directory, and how, so a re-export may replace it."""
     info = {
         "written_by": "tuneforge",
@@ -145,7 +209,9 @@ def _write_marker(directory: Path, model: PreTrainedModel, dtype: torch.dtype | 
         "model_class": type(model).__name__,
         "dtype": str(dtype or next(model.parameters()).dtype).removeprefix("torch."),
     }
-    (directory / EXPORT_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (directory / EXPORT_MARKER).write_text(
+        json.dumps(info, indent=2) + "\n", encoding="utf-8"
+    )
 
 
 def _replace_dir(new_dir: Path, out_dir: Path) -> None:

@@ -1,30 +1,111 @@
 """tuneforge's Trainer: transformers.Trainer with the token-normalised loss computed cheaply.
 
-Only the public ``compute_loss`` hook is overridden. Where the architecture allows it and the model
-is not wrapped by a distributed engine, the loss runs the output head on trained positions only
-(:func:`~tuneforge.objectives.losses.trained_positions_loss`); otherwise the model's full logits go
-through ``compute_loss_func``. Both normalise by the trained tokens of the whole accumulated batch.
+Only public hooks are overridden:
+
+- ``compute_loss``: where the architecture allows it and the model is not wrapped by a distributed
+  engine, the loss runs the output head on trained positions only
+  (:func:`~tuneforge.objectives.losses.trained_positions_loss`); otherwise the model's full logits go
+  through ``compute_loss_func``. Both normalise by the trained tokens of the whole accumulated batch.
+  Prompt-learning adapters (prefix / prompt tuning, P-Tuning) exist only in the peft model's own
+  forward, so for them the loss always goes through it (:func:`prompt_learning_loss`). AdaLoRA's
+  orthogonality penalty is added here, because peft adds it only to a loss the model computes itself.
+- ``create_optimizer``: with ``loraplus_lr_ratio`` set (LoRA+), the B matrices get their own
+  parameter group with ratio x the learning rate (peft's ``create_loraplus_optimizer``).
 """
 
 from __future__ import annotations
 
+import torch
 from peft import PeftModel
 from transformers import Trainer
 
-from tuneforge.objectives.losses import supports_trained_positions_loss, trained_positions_loss
+from tuneforge.data.packing import model_inputs
+from tuneforge.methods.adalora import is_adalora, orthogonal_regularization
+from tuneforge.methods.prompt import align_labels, is_prompt_learning
+from tuneforge.objectives.losses import (
+    causal_lm_loss,
+    supports_trained_positions_loss,
+    trained_positions_loss,
+)
+
+
+def prompt_learning_loss(
+    model: PeftModel, inputs: dict, labels: torch.Tensor, num_items_in_batch=None
+) -> torch.Tensor:
+    """Token-normalised causal LM loss through the peft model's own forward (virtual tokens included)."""
+    logits = model(**inputs, use_cache=False).logits
+    return causal_lm_loss(logits, align_labels(logits, labels), num_items_in_batch)
 
 
 class TuneforgeTrainer(Trainer):
     # compute_loss returns a loss already divided by the accumulated batch's token count.
     loss_is_scaled_for_ga = True
+    # LoRA+: learning rate of the B matrices / learning rate of the rest (None: one group, as usual).
+    loraplus_lr_ratio: float | None = None
+    # Fused, chunked output head + cross-entropy on the fast path (training.head_chunk_rows; None: plain head).
+    head_chunk_rows: int | None = None
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self, model, inputs, return_outputs=False, num_items_in_batch=None
+    ):
+        inputs = model_inputs(inputs)  # packed rows: drop the all-ones mask so the block mask applies (data/packing.py)
         plain = self.accelerator.unwrap_model(model)
-        if plain is model and "labels" in inputs:
+        loss = None
+        if "labels" in inputs and is_prompt_learning(plain):
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            loss = prompt_learning_loss(model, inputs, labels, num_items_in_batch)
+        elif plain is model and "labels" in inputs:
             base = plain.get_base_model() if isinstance(plain, PeftModel) else plain
             if supports_trained_positions_loss(base):
                 inputs = dict(inputs)
                 labels = inputs.pop("labels")
-                loss = trained_positions_loss(base, inputs, labels, num_items_in_batch)
-                return (loss, {"loss": loss}) if return_outputs else loss
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+                # accelerate applies mixed precision by wrapping model.forward in autocast; calling the
+                # decoder and head directly bypasses that wrapper, so enter the same autocast here
+                # (without it this path ran in fp32 under bf16 and lost the bf16 speed-up).
+                with self.accelerator.autocast():
+                    loss = trained_positions_loss(
+                        base,
+                        inputs,
+                        labels,
+                        num_items_in_batch,
+                        chunk_rows=self.head_chunk_rows,
+                    )
+        if loss is None:
+            return self._with_regularisers(
+                plain,
+                super().compute_loss(model, inputs, return_outputs, num_items_in_batch),
+                return_outputs,
+            )
+        loss = self._with_regularisers(plain, loss, False)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _with_regularisers(self, plain, result, return_outputs: bool):
+        if not (is_adalora(plain) and plain.training):
+            return result
+        # The penalty is per optimizer step; each micro-batch adds its share so accumulation sums to it once.
+        share = orthogonal_regularization(plain) / self.args.gradient_accumulation_steps
+        if return_outputs:
+            loss, outputs = result
+            return loss + share, outputs
+        return result + share
+
+    def create_optimizer(self, model=None):
+        if self.loraplus_lr_ratio is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from peft.optimizers import create_loraplus_optimizer
+
+        opt_model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(
+            self.args, opt_model
+        )
+        optimizer_kwargs.pop("lr", None)
+        self.optimizer = create_loraplus_optimizer(
+            opt_model,
+            optimizer_cls,
+            lr=self.args.learning_rate,
+            loraplus_lr_ratio=self.loraplus_lr_ratio,
+            loraplus_weight_decay=self.args.weight_decay,
+            **optimizer_kwargs,
+        )
+        return self.optimizer

@@ -1,0 +1,194 @@
+"""``tuneforge advise``: data size, a LoRA rank, and per method the trainable parameters and memory.
+
+Everything is computed, nothing looked up: tokens come from rendering the data with the model's own
+tokenizer and chat template (as training does), parameter counts from applying each method to the
+model's skeleton (:mod:`tuneforge.advise.params`), memory from the component model in
+:mod:`tuneforge.advise.memory`. ``measure=True`` also runs a few real steps of the recipe's own method
+and reports the measured peak beside the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tuneforge.advise.data_stats import DataStats, data_stats
+from tuneforge.advise.measure import Measured, measure_training_memory
+from tuneforge.advise.memory import (
+    MemoryEstimate,
+    ModelShape,
+    TrainingShape,
+    estimate_training_memory,
+)
+from tuneforge.advise.params import (
+    MethodFootprint,
+    footprint,
+    load_config,
+    method_section,
+)
+from tuneforge.advise.rank import RankAdvice, suggest_rank
+from tuneforge.config.schema import Recipe
+from tuneforge.errors import ConfigError
+
+# The CPU runtime (Python + torch + transformers + peft) measured as RSS after imports on the
+# 2-core test machine; added to the tensors so the total reads as a whole-process figure.
+DEFAULT_RUNTIME_MB = 530
+
+
+@dataclass
+class MethodAdvice:
+    footprint: MethodFootprint
+    memory: MemoryEstimate | None
+
+
+@dataclass
+class Advice:
+    model: str
+    data: DataStats
+    rank: RankAdvice
+    batch_size: int
+    precision: str
+    methods: list[MethodAdvice] = field(default_factory=list)
+    measured: Measured | None = None
+    measured_method: str | None = None
+
+
+def advise(
+    recipe: Recipe,
+    *,
+    methods: list[str] | None = None,
+    measure: bool = False,
+    measure_steps: int = 3,
+    runtime_mb: float = DEFAULT_RUNTIME_MB,
+    progress: Callable[[str], None] | None = None,
+) -> Advice:
+    """Compute the advice for ``recipe`` (its model, data, batch and length); see the module docstring.
+
+    ``progress`` receives a line before each slow part (sizing a method can load the model, e.g.
+    qlora quantises it; the measured run trains).
+    """
+    say = progress or (lambda _line: None)
+    from tuneforge.methods import METHODS
+    from tuneforge.models.load import load_tokenizer
+    from tuneforge.train.precision import choose_precision
+
+    if recipe.objective.type not in ("sft", "pretrain"):
+        raise ConfigError(
+            f"objective.type {recipe.objective.type!r}: advise counts sft and pretrain data",
+            hint="run it with objective.type=sft (or pretrain) on the same model to size the methods",
+        )
+    names = methods or list(METHODS)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConfigError(
+            f"--methods: unknown method(s) {unknown}",
+            hint=f"choose from: {', '.join(METHODS)}",
+        )
+
+    tokenizer = load_tokenizer(recipe.model.name)
+    stats = data_stats(recipe, tokenizer)
+    config = load_config(recipe.model.name)
+    shape = ModelShape.from_config(config)
+    precision = choose_precision(recipe.training.precision)
+    advice = Advice(
+        recipe.model.name,
+        stats,
+        suggest_rank(stats.examples),
+        recipe.training.batch_size,
+        precision.name,
+    )
+    t = recipe.training
+    total_steps = t.max_steps or max(
+        1, math.ceil(math.ceil(stats.examples / t.batch_size) / t.grad_accum * t.epochs)
+    )
+    for name in names:
+        say(f"sizing {name} ...")
+        fp = footprint(config, method_section(recipe, name), total_steps=total_steps)
+        memory = None
+        if fp.trainable is not None:
+            step = TrainingShape(
+                batch_size=recipe.training.batch_size,
+                seq_len=stats.max_tokens,
+                trained_positions_per_example=stats.max_trained_tokens,
+                autocast=precision.name in ("bf16", "fp16"),
+                grad_blocks=fp.grad_blocks,
+                block_weights_train=fp.block_weights_train,
+                lora_dropout_widths=fp.lora_dropout_widths,
+                lora_rank_widths=fp.lora_rank_widths,
+                quantized_params=fp.quantized_params,
+            )
+            memory = estimate_training_memory(
+                shape,
+                fp.total,
+                fp.trainable,
+                step,
+                runtime_bytes=int(runtime_mb * 1024 * 1024),
+            )
+        advice.methods.append(MethodAdvice(fp, memory))
+    if measure:
+        say(f"measuring {measure_steps} real steps of {recipe.method.type} ...")
+        advice.measured = measure_training_memory(recipe, steps=measure_steps)
+        advice.measured_method = recipe.method.type
+    return advice
+
+
+def render(advice: Advice) -> str:
+    """The advice as plain text with one Markdown table (readable in a terminal and pasteable into docs)."""
+    d = advice.data
+    lines = [
+        f"model: {advice.model}",
+        f"data: {d.examples} examples from {d.records} records, {d.tokens:,} tokens ({d.trained_tokens:,} trained), "
+        f"mean {d.mean_tokens:.0f} / longest {d.max_tokens} tokens per example"
+        + (f", {d.truncated} truncated" if d.truncated else "")
+        + (f", {d.dropped} dropped by the length policy" if d.dropped else "")
+        + (f", {d.bad_rows} bad rows skipped" if d.bad_rows else ""),
+        f"suggested LoRA rank: {advice.rank.rank} ({advice.rank.reason})",
+        "",
+        (
+            f"memory estimate for batch {advice.batch_size} x {d.max_tokens} tokens (the longest example), {advice.precision}; "
+            "total includes ~the Python/torch runtime:"
+        ),
+        "",
+        "| method | trainable params | % of model | weights MB | grads MB | optimizer MB | activations MB | logits MB | total MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in advice.methods:
+        fp = m.footprint
+        if m.memory is None:
+            lines.append(f"| {fp.method} | n/a | | | | | | | {fp.error} |")
+            continue
+        mb = m.memory.as_mb()
+        pct = 100 * fp.trainable / fp.total if fp.total else 0.0
+        lines.append(
+            f"| {fp.method} | {fp.trainable:,} | {pct:.2f} | {mb['weights']:.0f} | {mb['gradients']:.0f} | {mb['optimizer']:.0f} | "
+            f"{mb['activations']:.0f} | {mb['logits']:.0f} | {mb['total']:.0f} |"
+        )
+    if advice.measured is not None:
+        ms = advice.measured
+        est = next(
+            (
+                m.memory
+                for m in advice.methods
+                if m.footprint.method == advice.measured_method and m.memory
+            ),
+            None,
+        )
+        lines += [
+            "",
+            (
+                f"measured ({advice.measured_method}, {ms.steps} real steps): peak RSS {ms.peak_mb:.0f} MB, "
+                f"runtime after imports {ms.runtime_mb:.0f} MB, training {ms.training_mb:.0f} MB"
+            ),
+        ]
+        if est is not None:
+            tensors_mb = est.training_tensors / (1024 * 1024)
+            err = (
+                100 * (tensors_mb - ms.training_mb) / ms.training_mb
+                if ms.training_mb > 0
+                else float("nan")
+            )
+            lines.append(
+                f"estimate for the same: {tensors_mb:.0f} MB of training tensors ({err:+.0f}% vs measured peak minus runtime)"
+            )
+    return "\n".join(lines)
