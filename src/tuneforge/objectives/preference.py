@@ -1,0 +1,226 @@
+"""Preference examples: prompt + answer rendered with the chat template, and their sequence log-probs.
+
+Each side (prompt + chosen, prompt + rejected, or prompt + completion for KTO) is rendered as one
+conversation with the tokenizer's own chat template and tokenised once with offsets, as SFT does
+(:mod:`tuneforge.data.render`), so ids equal ``apply_chat_template``. Only the final assistant turn
+is labelled (its end-of-turn token included); everything before it, including earlier assistant
+turns of a multi-turn prompt, is context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from peft import PeftModel
+from transformers import PreTrainedTokenizerBase
+
+from tuneforge.data.preference import PreferenceRecord, UnpairedRecord, as_unpaired
+from tuneforge.data.prepare import PrepareReport
+from tuneforge.data.records import BadRow, ChatRecord, Message
+from tuneforge.data.render import IGNORE_INDEX, assistant_char_spans
+from tuneforge.errors import DataError
+from tuneforge.objectives.losses import supports_trained_positions_loss
+
+
+@dataclass(frozen=True)
+class Side:
+    """One rendered conversation: ids, and labels that are IGNORE_INDEX except on the final answer."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def n_trained(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+    @property
+    def prompt_length(self) -> int:
+        """Tokens before the first trained one (the prompt)."""
+        return next(i for i, t in enumerate(self.labels) if t != IGNORE_INDEX)
+
+
+@dataclass(frozen=True)
+class PairExample:
+    chosen: Side
+    rejected: Side
+    source: str
+
+
+@dataclass(frozen=True)
+class UnpairedExample:
+    side: Side
+    desirable: bool
+    source: str
+
+
+def render_answer(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: Sequence[Message],
+    answer: str,
+    source: str,
+) -> Side:
+    """Render prompt + assistant answer; label only the answer span (and its end-of-turn token)."""
+    record = ChatRecord((*prompt, Message("assistant", answer)), source)
+    text, spans = assistant_char_spans(tokenizer, record)
+    start, end = spans[-1]
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = enc["input_ids"]
+    labels = [
+        tok if (e > s and start <= s < end) else IGNORE_INDEX
+        for tok, (s, e) in zip(ids, enc["offset_mapping"])
+    ]
+    return Side(ids, labels)
+
+
+def _fit(side: Side, max_length: int) -> Side | None:
+    """Keep the first max_length tokens; None when no answer token is left."""
+    if len(side.input_ids) <= max_length:
+        return side
+    cut = Side(side.input_ids[:max_length], side.labels[:max_length])
+    return cut if cut.n_trained else None
+
+
+def build_pair_examples(
+    records: Sequence[PreferenceRecord],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    overlong: str,
+) -> tuple[list[PairExample], PrepareReport]:
+    """One example per pair; over-long pairs are truncated (both sides) or dropped, and counted."""
+    report = PrepareReport(records=len(records))
+    examples: list[PairExample] = []
+    for r in records:
+        chosen = render_answer(tokenizer, r.prompt, r.chosen, r.source)
+        rejected = render_answer(tokenizer, r.prompt, r.rejected, r.source)
+        longest = max(len(chosen.input_ids), len(rejected.input_ids))
+        if longest > max_length:
+            if overlong == "drop":
+                report.dropped.append(
+                    BadRow(
+                        r.source,
+                        None,
+                        f"{longest} tokens > data.max_length {max_length} (data.overlong=drop)",
+                    )
+                )
+                continue
+            chosen, rejected = _fit(chosen, max_length), _fit(rejected, max_length)  # type: ignore[assignment]
+            report.truncated += 1
+            if chosen is None or rejected is None:
+                report.dropped.append(
+                    BadRow(
+                        r.source,
+                        None,
+                        f"the prompt alone fills data.max_length {max_length}; raise max_length",
+                    )
+                )
+                continue
+        examples.append(PairExample(chosen, rejected, r.source))
+    _finish(
+        report, [s for e in examples for s in (e.chosen, e.rejected)], len(examples)
+    )
+    return examples, report
+
+
+def build_unpaired_examples(
+    records: Sequence[PreferenceRecord | UnpairedRecord],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    overlong: str,
+) -> tuple[list[UnpairedExample], PrepareReport]:
+    """KTO examples; paired records contribute one desirable and one undesirable example each."""
+    unpaired = as_unpaired(records)
+    report = PrepareReport(records=len(records))
+    examples: list[UnpairedExample] = []
+    for r in unpaired:
+        side = render_answer(tokenizer, r.prompt, r.completion, r.source)
+        if len(side.input_ids) > max_length:
+            if overlong == "drop":
+                report.dropped.append(
+                    BadRow(
+                        r.source,
+                        None,
+                        f"{len(side.input_ids)} tokens > data.max_length {max_length} (data.overlong=drop)",
+                    )
+                )
+                continue
+            side = _fit(side, max_length)  # type: ignore[assignment]
+            report.truncated += 1
+            if side is None:
+                report.dropped.append(
+                    BadRow(
+                        r.source,
+                        None,
+                        f"the prompt alone fills data.max_length {max_length}; raise max_length",
+                    )
+                )
+                continue
+        examples.append(UnpairedExample(side, r.label, r.source))
+    _finish(report, [e.side for e in examples], len(examples))
+    if len(examples) > 1 and (
+        all(e.desirable for e in examples) or not any(e.desirable for e in examples)
+    ):
+        kind = "desirable" if examples[0].desirable else "undesirable"
+        raise DataError(
+            f"every KTO example is {kind}; KTO needs both desirable and undesirable examples",
+            hint="add rows with the other label, or use paired preference data",
+        )
+    return examples, report
+
+
+def _finish(report: PrepareReport, sides: list[Side], n_examples: int) -> None:
+    report.examples = n_examples
+    report.tokens = sum(len(s.input_ids) for s in sides)
+    report.trained_tokens = sum(s.n_trained for s in sides)
+    if not n_examples:
+        raise DataError(
+            f"no preference examples left after tokenising {report.records} records ({len(report.dropped)} dropped)",
+            hint="check data.max_length and data.overlong; the dropped rows are listed in the run directory",
+        )
+
+
+def plain_model(model):
+    """The transformers model under a peft wrapper (peft layers are injected into its modules, so they still run)."""
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def _prompt_learning(model) -> bool:
+    """Prompt / prefix tuning: the virtual tokens only exist in the peft model's own forward."""
+    return isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
+
+
+def sequence_logps(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probs of the labelled tokens of each sequence, and their counts.
+
+    For plain-head architectures the output head runs only on labelled positions (the answer), as in
+    :func:`~tuneforge.objectives.losses.trained_positions_loss`; otherwise the full logits are used.
+    Both give the same numbers (tested).
+    """
+    targets = labels[:, 1:]
+    keep = targets.ne(IGNORE_INDEX)
+    counts = keep.sum(dim=1)
+    base = plain_model(model)
+    if supports_trained_positions_loss(base) and not _prompt_learning(model):
+        hidden = base.get_decoder()(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    else:
+        # Prompt-learning adapters prepend virtual tokens to the outputs: keep the real positions.
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        logits = out.logits[:, -input_ids.size(1) :][:, :-1][keep].float()
+    token_logps = torch.gather(
+        logits.log_softmax(-1), 1, targets[keep].unsqueeze(1)
+    ).squeeze(1)
+    rows = (
+        torch.arange(input_ids.size(0), device=input_ids.device)
+        .unsqueeze(1)
+        .expand_as(targets)[keep]
+    )
+    sums = torch.zeros(
+        input_ids.size(0), dtype=token_logps.dtype, device=token_logps.device
+    ).index_add(0, rows, token_logps)
+    return sums, counts
