@@ -8,12 +8,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuneforge.data.readers import read_rows
-from tuneforge.data.records import BadRow, ChatRecord, LoadedData, Message, RawRow, Record, TextRecord
+from tuneforge.data.records import (
+    BadRow,
+    ChatRecord,
+    LoadedData,
+    Message,
+    RawRow,
+    Record,
+    TextRecord,
+)
 from tuneforge.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -124,27 +133,60 @@ def detect_format(row: Any, path: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ParsedRow:
+    """A raw row together with the record it parses to (the raw dict keeps extra keys such as a category)."""
+
+    raw: RawRow
+    record: Record
+    format: str
+
+
+class ParsedStream:
+    """Parse rows one at a time (streaming), for files larger than memory.
+
+    Iterating yields a :class:`ParsedRow` or a :class:`BadRow` per row; ``format`` is the resolved
+    format ('auto' is resolved from the first row, as :func:`parse_rows` does).
+    """
+
+    def __init__(self, rows: Iterable[RawRow | BadRow], fmt: str, path: str, system_prompt: str | None = None) -> None:
+        self.rows, self.format, self.path, self.system_prompt = rows, fmt, path, system_prompt
+
+    def __iter__(self) -> Iterator[ParsedRow | BadRow]:
+        parser = PARSERS[self.format] if self.format != "auto" else None
+        for row in self.rows:
+            if isinstance(row, BadRow):
+                yield row
+                continue
+            if parser is None:
+                self.format = detect_format(row.data, self.path)
+                parser = PARSERS[self.format]
+            if not isinstance(row.data, dict):
+                yield BadRow(row.source, None, f"must be a JSON object, got {type(row.data).__name__}", row.data)
+                continue
+            try:
+                yield ParsedRow(row, parser(row.data, row.source, self.system_prompt), self.format)
+            except RowError as exc:
+                yield BadRow(row.source, exc.field, exc.reason, row.data)
+
+
+def iter_parsed(path: str | Path, fmt: str = "auto", system_prompt: str | None = None) -> ParsedStream:
+    """Stream a data file as parsed rows; see :class:`ParsedStream`."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise DataError(f"unknown data format '{fmt}'", hint=f"use one of {', '.join(FORMATS)} or auto")
+    return ParsedStream(read_rows(path), fmt, str(path), system_prompt)
+
+
 def parse_rows(rows: Iterable[RawRow | BadRow], fmt: str, path: str, system_prompt: str | None = None) -> LoadedData:
     """Turn raw rows into records; every row that fails becomes a BadRow (nothing is dropped silently)."""
+    stream = ParsedStream(rows, fmt, path, system_prompt)
     loaded = LoadedData(path=path, format=fmt)
-    parser = PARSERS[fmt] if fmt != "auto" else None
-    for row in rows:
-        if isinstance(row, BadRow):
-            loaded.bad_rows.append(row)
-            continue
-        if parser is None:
-            fmt = detect_format(row.data, path)
-            loaded.format = fmt
-            parser = PARSERS[fmt]
-        if not isinstance(row.data, dict):
-            loaded.bad_rows.append(BadRow(row.source, None, f"must be a JSON object, got {type(row.data).__name__}", row.data))
-            continue
-        try:
-            loaded.records.append(parser(row.data, row.source, system_prompt))
-        except RowError as exc:
-            loaded.bad_rows.append(BadRow(row.source, exc.field, exc.reason, row.data))
-    if parser is None:
-        loaded.format = "alpaca" if fmt == "auto" else fmt
+    for item in stream:
+        if isinstance(item, BadRow):
+            loaded.bad_rows.append(item)
+        else:
+            loaded.records.append(item.record)
+    loaded.format = "alpaca" if stream.format == "auto" else stream.format
     return loaded
 
 
