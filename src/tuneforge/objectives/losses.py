@@ -14,12 +14,19 @@ import torch.nn.functional as F
 from tuneforge.data.render import IGNORE_INDEX
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+def causal_lm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> torch.Tensor:
     """Next-token cross-entropy: position t predicts labels[t+1]; IGNORE_INDEX labels are skipped."""
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:].to(shift_logits.device)
     total = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
     if num_items_in_batch is None:
         num_items_in_batch = shift_labels.ne(IGNORE_INDEX).sum()
@@ -28,7 +35,9 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batc
     return total / num_items_in_batch
 
 
-def trainer_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+def trainer_loss(
+    outputs, labels: torch.Tensor, num_items_in_batch=None
+) -> torch.Tensor:
     """Adapter for ``transformers.Trainer(compute_loss_func=...)``."""
     return causal_lm_loss(outputs.logits, labels, num_items_in_batch)
 
@@ -36,7 +45,18 @@ def trainer_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torc
 # Architectures whose causal-LM logits are exactly ``lm_head(decoder(x).last_hidden_state)``: no
 # logit soft-capping or scaling after the head. Only for these may the head run on trained positions alone.
 PLAIN_HEAD_MODEL_TYPES = frozenset(
-    {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "smollm3", "olmo2"}
+    {
+        "llama",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "phi3",
+        "smollm3",
+        "olmo2",
+    }
 )
 
 
@@ -50,7 +70,13 @@ def supports_trained_positions_loss(model) -> bool:
     )
 
 
-def trained_positions_loss(model, inputs: dict, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+def trained_positions_loss(
+    model,
+    inputs: dict,
+    labels: torch.Tensor,
+    num_items_in_batch=None,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
     """The causal LM loss with the output head applied only where a label is trained.
 
     In SFT most positions (the prompt) carry no label, yet the full model computes vocabulary-sized
@@ -58,13 +84,23 @@ def trained_positions_loss(model, inputs: dict, labels: torch.Tensor, num_items_
     of the step. Running the decoder, selecting the hidden states whose next token is trained and
     projecting only those gives the same loss and gradients (tested against the full path) for less
     compute and memory. ``model`` is the plain transformers model (peft layers are injected into its
-    modules, so they run too).
+    modules, so they run too). With ``chunk_rows`` (and a bias-free linear head) the head and the
+    cross-entropy run fused in chunks (:mod:`tuneforge.objectives.chunked_ce`), so not even the trained
+    positions' logits exist all at once.
     """
     hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
     targets = labels[:, 1:].to(hidden.device)
     keep = targets.ne(IGNORE_INDEX)
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
-    total = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    head = model.get_output_embeddings()
+    selected = hidden[:, :-1][keep]
+    if chunk_rows and isinstance(head, torch.nn.Linear) and head.bias is None:
+        from tuneforge.objectives.chunked_ce import linear_cross_entropy
+
+        total = linear_cross_entropy(
+            selected, head.weight, targets[keep], chunk_rows=chunk_rows
+        )
+    else:
+        total = F.cross_entropy(head(selected).float(), targets[keep], reduction="sum")
     if num_items_in_batch is None:
         num_items_in_batch = keep.sum()
     if torch.is_tensor(num_items_in_batch):
