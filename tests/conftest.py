@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.helpers.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
+from tests.helpers.tiny import tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_wrong_type_names_key_and_value(tmp_path):
 def test_bad_literal_lists_choices(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_recipe(write(tmp_path, "data:\n  train: t.jsonl\nmethod:\n  type: lora2\n"))
-    assert "method.type" in str(e.value) and "'full', 'freeze' or 'lora'" in str(e.value)
+    assert "method.type" in str(e.value) and "'full', 'freeze', 'moe', 'lora'" in str(e.value) and "(got 'lora2')" in str(e.value)
 
 
 def test_missing_required_section(tmp_path):
@@ -91,3 +91,13 @@ def test_example_recipes_validate():
     root = Path(__file__).resolve().parents[2]
     for recipe in (root / "examples").rglob("recipe*.yaml"):
         load_recipe(recipe)
+
+
+def test_unknown_key_inside_list_and_optional_sections_is_suggested(tmp_path):
+    # Typos inside a pipeline step (a tagged union in a list) and an optional section get the same help.
+    base = {"data": {"train": "x.jsonl", "pipeline": [{"step": "dedup", "threshhold": 0.5}], "replay": {"file": "g.jsonl", "ratoi": 0.1}}}
+    with pytest.raises(ConfigError) as exc:
+        load_recipe(base=base)
+    text = exc.value.message
+    assert "data.pipeline.0.dedup.threshhold: unknown key; did you mean 'data.pipeline.0.dedup.threshold'?" in text
+    assert "data.replay.ratoi: unknown key; did you mean 'data.replay.ratio'?" in text

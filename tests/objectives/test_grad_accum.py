@@ -1,12 +1,12 @@
 """Batch 4 x accumulation 1 and batch 1 x accumulation 4 give the same update (loss normalised by tokens)."""
 
 
+from tests.helpers.tiny import tiny_llama
 from tuneforge.config import load_recipe
 from tuneforge.data.prepare import prepare_chat
 from tuneforge.data.records import ChatRecord, Message
 from tuneforge.train.precision import Precision
 from tuneforge.train.runner import make_trainer, training_arguments
-from tests.helpers.tiny import tiny_llama
 
 
 def _examples(tokenizer):

@@ -32,10 +32,13 @@ def test_normalised_by_given_token_count():
 
 
 def test_trained_positions_loss_equals_full_logits_loss_and_gradients():
+    from tests.helpers.tiny import tiny_llama
     from tuneforge.config.schema import MethodSection
     from tuneforge.methods import apply_method
-    from tuneforge.objectives.losses import supports_trained_positions_loss, trained_positions_loss
-    from tests.helpers.tiny import tiny_llama
+    from tuneforge.objectives.losses import (
+        supports_trained_positions_loss,
+        trained_positions_loss,
+    )
 
     torch.manual_seed(0)
     model = apply_method(tiny_llama(320, tie=False), MethodSection(type="lora", lora={"r": 4, "dropout": 0.0}))

@@ -9,11 +9,15 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from tuneforge.cli import adapters as _adapters_cli
+from tuneforge.cli import advise as _advise_cli
+from tuneforge.cli import data as _data_cli
+from tuneforge.cli import score as _score_cli
 from tuneforge.errors import TuneforgeError
 
 app = typer.Typer(
@@ -54,7 +58,7 @@ def user_errors(fn):
 @user_errors
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see docs/RECIPES.md).")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. training.epochs=1 method.lora.r=8.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. training.epochs=1 method.lora.r=8.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest complete checkpoint in output.dir.")] = False,
 ) -> None:
     """Train a recipe: validate data, fine-tune, save the adapter/model, evaluate before and after."""
@@ -78,12 +82,14 @@ def eval_cmd(
     target: Annotated[str, typer.Argument(help="A run directory, or a model (built-in name, local dir, .gguf file).")],
     data: Annotated[Path, typer.Option("--data", help="Held-out file (alpaca or messages; the last turn is the reference).")],
     base: Annotated[bool, typer.Option("--base/--no-base", help="For a run: also evaluate its base model, for a before/after report.")] = False,
-    metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metrics (default: the run's recipe, else exact_match).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: RUN/eval, or eval-<model> for a model).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation length limit.")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics (default: the run's recipe, else exact_match).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/eval, or eval-<model> for a model).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Generation length limit.")] = None,
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    adapter: Annotated[str | None, typer.Option(help="Adapter bundle: the adapter to evaluate (default: the bundle's default).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Adapter bundle: evaluate a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
 ) -> None:
     """Evaluate a run or a model: loss, perplexity and generation metrics, with a Markdown/HTML report."""
     from tuneforge.evaluate.command import evaluate_target
@@ -98,6 +104,8 @@ def eval_cmd(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         precision=precision,
+        adapter=adapter,
+        weights=_weights(weights),
         console=err,
     )
 
@@ -112,15 +120,20 @@ def eval_cmd(
 @user_errors
 def chat(
     target: Annotated[str, typer.Argument(help="A run directory, or a model (built-in name, local dir, .gguf file).")],
-    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="One-shot: answer this message and exit.")] = None,
-    system: Annotated[Optional[str], typer.Option(help="System message.")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="One-shot: answer this message and exit.")] = None,
+    system: Annotated[str | None, typer.Option(help="System message.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Reply length limit.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    adapter: Annotated[str | None, typer.Option(help="Adapter bundle: the adapter to answer with (default: the bundle's default).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Adapter bundle: answer with a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
 ) -> None:
-    """Chat with a run or a model; replies stream token by token."""
+    """Chat with a run, an adapter bundle or a model; replies stream token by token."""
     from tuneforge.serve.session import chat_loop
 
-    chat_loop(target, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature, console=err)
+    chat_loop(
+        target, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
+        adapter=adapter, weights=_weights(weights), console=err,
+    )
 
 
 @app.command(
@@ -128,22 +141,41 @@ def chat(
 )
 @user_errors
 def export(
-    run: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run: Annotated[Path, typer.Argument(help="A finished run directory, or an adapter bundle (tuneforge adapters bundle).")],
     merge: Annotated[Path, typer.Option("--merge", help="Write a merged model (safetensors + tokenizer) to this directory.")],
     dtype: Annotated[str, typer.Option(help="Weights dtype of the export: fp32, bf16 or fp16.")] = "fp32",
+    adapter: Annotated[str | None, typer.Option(help="Adapter bundle: the adapter to merge (default: the bundle's default).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Adapter bundle: merge a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
+    combination: Annotated[str, typer.Option(help="How --weights mixes: cat (exact weighted sum), svd (exact, truncated rank) or linear (approximate).")] = "cat",
 ) -> None:
     """Export a run as a standalone model that plain `transformers` loads."""
     import torch
 
+    from tuneforge.adapters.bundle import is_bundle_dir
     from tuneforge.export.merge import save_merged
-    from tuneforge.runs import load_run
+    from tuneforge.runs import load_run, load_target
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if dtype not in dtypes:
         raise TuneforgeError(f"--dtype {dtype!r} is not one of {', '.join(dtypes)}")
-    loaded = load_run(run)
+    if is_bundle_dir(run) or adapter is not None or weights:
+        loaded = load_target(str(run), adapter=adapter, weights=_weights(weights), combination=combination)
+    else:
+        loaded = load_run(run)
     path = save_merged(loaded.model, loaded.tokenizer, merge, dtype=dtypes[dtype])
     err.print(f"[bold green]exported[/] {path}")
+
+
+_adapters_cli.register(app, user_errors)
+_advise_cli.register(app, user_errors)
+_score_cli.register(app, user_errors)
+_data_cli.register(app)
+
+
+def _weights(text: str | None) -> dict[str, float] | None:
+    from tuneforge.adapters.combine import parse_weights
+
+    return parse_weights(text) if text else None
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m tuneforge`

@@ -7,6 +7,8 @@ says what to write instead, so the user never sees a pydantic traceback.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +113,44 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
 
 
 def _known_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
-    """Field names of the section at ``loc`` (for 'did you mean' suggestions)."""
+    """Field names of the section at ``loc`` (for 'did you mean' suggestions).
+
+    Follows the shapes pydantic puts in error locations: ``list[X]`` items (an index), optional and
+    union sections, and tagged unions (the tag value, e.g. ``data.pipeline.0.dedup``).
+    """
     current: Any = model
     for part in loc:
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
+        current = _section_model(current, part)
+        if current is None:
             return []
-        current = field.annotation
-    return list(getattr(current, "model_fields", {}).keys())
+    return list(getattr(_section_model(current, None) or current, "model_fields", {}).keys())
+
+
+def _section_model(annotation: Any, part: str | None) -> Any:
+    """The model that error-location ``part`` selects inside ``annotation`` (``None``: unwrap only)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _section_model(typing.get_args(annotation)[0], part)
+    if origin in (list, tuple, set, frozenset):
+        item = typing.get_args(annotation)[0] if typing.get_args(annotation) else None
+        return item if part is not None and part.isdigit() else None
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if part is None:
+            return members[0] if len(members) == 1 else None
+        for member in members:  # a tagged-union location names the tag value
+            for field in getattr(member, "model_fields", {}).values():
+                if part in typing.get_args(field.annotation) and typing.get_origin(field.annotation) is typing.Literal:
+                    return member
+        for member in members:
+            inner = _section_model(member, part)
+            if inner is not None:
+                return inner
+        return None
+    if part is None:
+        return annotation
+    field = getattr(annotation, "model_fields", {}).get(part)
+    return None if field is None else field.annotation
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:

@@ -11,6 +11,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tuneforge.config.methods import (
+    AdaLoraOptions,
+    BottleneckOptions,
+    FreezeOptions,
+    IA3Options,
+    LoraOptions,
+    LycorisOptions,
+    MoeOptions,
+    OftOptions,
+    PrefixOptions,
+    PromptTuningOptions,
+    PTuningOptions,
+    QuantOptions,
+    VeraOptions,
+)
+from tuneforge.config.pipeline import PipelineStep, ReplayOptions
+
 
 class Section(BaseModel):
     """Base for every recipe section: unknown keys are errors, values are validated on assignment."""
@@ -25,40 +42,53 @@ class ModelSection(Section):
     )
 
 
-class LoraOptions(Section):
-    r: int = Field(16, gt=0, description="LoRA rank.")
-    alpha: float = Field(32.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
-    target_modules: str | list[str] = Field(
-        "all-linear",
-        description="'all-linear' (every linear layer but the output head), a list of module names, or a regex string.",
-    )
-
-
-class FreezeOptions(Section):
-    train_last_n_layers: int = Field(
-        2, ge=0, description="Number of final transformer blocks left trainable; the rest are frozen."
-    )
-    train_modules: list[str] = Field(
-        default_factory=list,
-        description="Extra parameter-name substrings to train (e.g. 'norm', 'lm_head', 'embed_tokens').",
-    )
+METHOD_TYPES = (
+    "full", "freeze", "moe", "lora", "rslora", "dora", "pissa", "loraplus", "qlora", "adalora", "vera", "ia3",
+    "loha", "lokr", "oft", "prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning", "bottleneck",
+)  # fmt: skip
 
 
 class MethodSection(Section):
-    type: Literal["full", "freeze", "lora"] = Field(
+    """Which parameters train and how; docs/METHODS.md has a when-to-use table for every type."""
+
+    type: Literal[
+        "full", "freeze", "moe", "lora", "rslora", "dora", "pissa", "loraplus", "qlora", "adalora", "vera", "ia3",
+        "loha", "lokr", "oft", "prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning", "bottleneck",
+    ] = Field(
         "lora",
-        description="full: every weight; freeze: only the last N blocks (+ named modules); lora: low-rank adapters via peft.",
+        description="full: every weight (best quality, most memory); freeze: last N blocks + named modules (small data, close task); "
+        "moe: experts only, router frozen (MoE models); lora: low-rank adapters, the default first choice; "
+        "rslora: LoRA scaled by alpha/sqrt(r) (ranks >= 64); dora: LoRA + learned magnitude (closer to full tuning at low rank); "
+        "pissa: LoRA started from the top singular vectors (converges faster); loraplus: LoRA with a higher LR for B (faster, same cost); "
+        "qlora: LoRA on a 4-bit NF4 base (largest model per GB); adalora: LoRA whose ranks are reallocated by importance (fixed budget); "
+        "vera: shared frozen random matrices, two vectors per layer train (tiny adapters, many tasks); "
+        "ia3: learned activation rescaling (fewest parameters, few-shot); loha / lokr: Hadamard / Kronecker products (more rank per parameter); "
+        "oft: orthogonal rotations of the weights (keeps pretrained knowledge, e.g. style); prefix_tuning: learned key/values at every layer; "
+        "p_tuning_v2: prefix tuning through an MLP (more stable); prompt_tuning: learned input embeddings (large models, many tasks); "
+        "p_tuning: virtual tokens from a prompt encoder (NLU-style tasks); bottleneck: Houlsby adapters after attention and/or MLP (modular, not mergeable).",
     )
-    lora: LoraOptions = Field(default_factory=LoraOptions)
-    freeze: FreezeOptions = Field(default_factory=FreezeOptions)
+    lora: LoraOptions = Field(default_factory=LoraOptions, description="lora, rslora, dora, pissa, loraplus, qlora.")
+    qlora: QuantOptions = Field(default_factory=QuantOptions, description="qlora: how the frozen base is quantised.")
+    adalora: AdaLoraOptions = Field(default_factory=AdaLoraOptions, description="adalora.")
+    vera: VeraOptions = Field(default_factory=VeraOptions, description="vera.")
+    ia3: IA3Options = Field(default_factory=IA3Options, description="ia3.")
+    loha: LycorisOptions = Field(default_factory=LycorisOptions, description="loha.")
+    lokr: LycorisOptions = Field(default_factory=LycorisOptions, description="lokr.")
+    oft: OftOptions = Field(default_factory=OftOptions, description="oft.")
+    prefix: PrefixOptions = Field(default_factory=PrefixOptions, description="prefix_tuning, p_tuning_v2.")
+    prompt_tuning: PromptTuningOptions = Field(default_factory=PromptTuningOptions, description="prompt_tuning.")
+    p_tuning: PTuningOptions = Field(default_factory=PTuningOptions, description="p_tuning.")
+    bottleneck: BottleneckOptions = Field(default_factory=BottleneckOptions, description="bottleneck.")
+    freeze: FreezeOptions = Field(default_factory=FreezeOptions, description="freeze.")
+    moe: MoeOptions = Field(default_factory=MoeOptions, description="moe.")
 
 
 class DataSection(Section):
     train: str = Field(..., description="Training data file: .jsonl, .json, .csv or .parquet.")
-    format: Literal["auto", "alpaca", "messages", "text"] = Field(
+    format: Literal["auto", "alpaca", "messages", "text", "preference", "kto"] = Field(
         "auto",
-        description="alpaca (instruction/input/output), messages (role/content or ShareGPT from/value), text (raw text); auto infers it from the first row.",
+        description="alpaca (instruction/input/output), messages (role/content or ShareGPT from/value), text (raw text), "
+        "preference (prompt/chosen/rejected), kto (prompt/completion/label); auto infers it from the first row.",
     )
     validation: str | None = Field(None, description="A separate validation file (same format).")
     val_fraction: float = Field(
@@ -74,13 +104,53 @@ class DataSection(Section):
         description="error: stop before training and list bad rows; skip: leave them out and write them to skipped_rows.jsonl in the run dir.",
     )
     system_prompt: str | None = Field(None, description="System message prepended to every chat example without one.")
+    pipeline: list[PipelineStep] = Field(
+        default_factory=list,
+        description="Data toolkit steps run on data.train before training (normalize, dedup, safety, pii, refusals, balance, judge, augment, convert, chunk); see docs/DATA.md.",
+    )
+    replay: ReplayOptions | None = Field(None, description="Mix general data into data.train at a ratio (replay buffer against forgetting); see docs/DATA.md.")
+
+
+class PreferenceOptions(Section):
+    """Options of the preference objectives (reward, dpo, orpo, simpo, kto); see docs/PREFERENCE.md."""
+
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="Preference strength: the KL-penalty coefficient of dpo (all losses) and kto, the reward scale of simpo; unused by orpo (see orpo_lambda) and reward.",
+    )
+    loss: Literal["sigmoid", "ipo", "hinge", "robust", "conservative"] = Field(
+        "sigmoid",
+        description="dpo only: sigmoid (DPO), ipo (squared, length-normalised log-ratios), hinge (SLiC), robust (rDPO, unbiased under label noise), conservative (cDPO, label smoothing).",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="Assumed fraction of flipped preference labels (dpo robust/conservative, simpo)."
+    )
+    margin: float = Field(0.0, ge=0.0, description="reward only: required reward gap between chosen and rejected (Bradley-Terry with margin).")
+    orpo_lambda: float = Field(0.1, gt=0, description="orpo only: weight lambda of the odds-ratio term added to the chosen NLL.")
+    gamma: float = Field(0.5, ge=0.0, description="simpo only: target reward margin gamma (the loss at equal averages is log(1 + e^gamma)).")
+    sft_weight: float = Field(0.0, ge=0.0, description="simpo/dpo: weight of an extra NLL term on the chosen answer (0 = none).")
+    desirable_weight: float = Field(1.0, gt=0, description="kto only: weight of desirable examples' losses.")
+    undesirable_weight: float = Field(1.0, gt=0, description="kto only: weight of undesirable examples' losses.")
+    precompute_reference: bool = Field(
+        False,
+        description="dpo/kto: compute the reference log-probs once before training (written to reference_logps.jsonl), so no reference model is kept during training.",
+    )
+    reference_logps: str | None = Field(
+        None, description="dpo/kto: a reference_logps.jsonl from an earlier run, used instead of a reference model (rows are matched by source)."
+    )
+
+
+PREFERENCE_OBJECTIVES = ("reward", "dpo", "orpo", "simpo", "kto")
 
 
 class ObjectiveSection(Section):
-    type: Literal["sft", "pretrain"] = Field(
+    type: Literal["sft", "pretrain", "reward", "dpo", "orpo", "simpo", "kto"] = Field(
         "sft",
-        description="sft: train on assistant turns only; pretrain: continued pretraining on raw text, every token trained.",
+        description="sft: train on assistant turns only; pretrain: continued pretraining on raw text, every token trained; "
+        "reward: scalar-head reward model (Bradley-Terry); dpo / orpo / simpo: pairwise preference tuning; kto: unpaired desirable/undesirable feedback.",
     )
+    preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
 
 
 class TrainingSection(Section):
@@ -105,6 +175,17 @@ class TrainingSection(Section):
         None, gt=0, description="Stop when validation loss has not improved for this many evaluations."
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    packing: bool = Field(
+        False,
+        description="Join each micro-batch's examples into one row without padding; position ids keep them apart "
+        "(same update as padding). Off by default: on CPU SDPA the block mask was 16% slower than padding (docs/SPEED.md).",
+    )
+    head_chunk_rows: int | None = Field(
+        None,
+        gt=0,
+        description="Fuse the output head with the cross-entropy in chunks of this many trained positions, so "
+        "full-vocabulary logits never exist at once (saves memory; off by default: no speed gain on CPU).",
+    )
 
 
 class EvalSection(Section):
@@ -135,7 +216,7 @@ class Recipe(Section):
     output: OutputSection = Field(default_factory=OutputSection)
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> "Recipe":
+    def _check_combinations(self) -> Recipe:
         fmt = self.data.format
         if self.objective.type == "pretrain" and fmt not in ("auto", "text"):
             raise ValueError(
@@ -147,6 +228,29 @@ class Recipe(Section):
                 "objective.type 'sft' needs prompt/response data but data.format is 'text'; "
                 "set objective.type: pretrain for raw text, or use alpaca/messages data"
             )
+        if self.objective.type in ("sft", "pretrain") and fmt in ("preference", "kto"):
+            raise ValueError(
+                f"objective.type '{self.objective.type}' cannot train on data.format '{fmt}'; "
+                "use objective.type dpo, orpo, simpo, kto or reward for preference data"
+            )
+        if self.objective.type in PREFERENCE_OBJECTIVES:
+            allowed = ("auto", "preference", "kto") if self.objective.type == "kto" else ("auto", "preference")
+            if fmt not in allowed:
+                raise ValueError(
+                    f"objective.type '{self.objective.type}' needs {' or '.join(allowed[1:])} data "
+                    f"(prompt/chosen/rejected{', or prompt/completion/label' if self.objective.type == 'kto' else ''}) but data.format is '{fmt}'; "
+                    "set data.format: auto or preference"
+                )
+            pref = self.objective.preference
+            if (pref.precompute_reference or pref.reference_logps) and self.objective.type not in ("dpo", "kto"):
+                raise ValueError(
+                    f"objective.preference.precompute_reference / reference_logps apply to dpo and kto only; "
+                    f"objective.type '{self.objective.type}' uses no reference model"
+                )
+            if pref.precompute_reference and pref.reference_logps:
+                raise ValueError("objective.preference.precompute_reference and reference_logps are both set; keep one")
+            if self.objective.type == "dpo" and pref.loss == "conservative" and pref.label_smoothing == 0:
+                raise ValueError("objective.preference.loss 'conservative' needs label_smoothing > 0 (e.g. 0.1); with 0 it is plain sigmoid DPO")
         if self.data.validation and self.data.val_fraction > 0:
             raise ValueError(
                 "data.validation and data.val_fraction are both set; keep one "

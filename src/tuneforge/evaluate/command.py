@@ -8,8 +8,14 @@ from pathlib import Path
 from rich.console import Console
 
 from tuneforge.data.formats import load_records
-from tuneforge.evaluate.runner import EvalSettings, ModelEval, eval_records_from, evaluate_model, write_results
 from tuneforge.errors import TuneforgeError
+from tuneforge.evaluate.runner import (
+    EvalSettings,
+    ModelEval,
+    eval_records_from,
+    evaluate_model,
+    write_results,
+)
 from tuneforge.runs import METRICS_FILE, LoadedRun, load_target
 from tuneforge.train.precision import choose_precision
 
@@ -25,14 +31,20 @@ def evaluate_target(
     max_new_tokens: int | None = None,
     batch_size: int = 16,
     precision: str = "auto",
+    adapter: str | None = None,
+    weights: dict[str, float] | None = None,
     console: Console | None = None,
 ) -> dict:
-    """Score a run or model on ``data`` and write eval/*.json and the report; returns the results dict."""
+    """Score a run or model on ``data`` and write eval/*.json and the report; returns the results dict.
+
+    For an adapter bundle, ``adapter`` (or ``weights``, a weighted mix) picks what is evaluated, and
+    the results go to BUNDLE/eval-<adapter> so each adapter keeps its own report.
+    """
     console = console or Console(stderr=True)
     if precision not in ("auto", "fp32", "bf16"):
         raise TuneforgeError(f"--precision {precision!r} is not one of auto, fp32, bf16")
     records = eval_records_from(load_records(data).records, str(data))[: limit or None]
-    loaded = load_target(target)
+    loaded = load_target(target, adapter=adapter, weights=weights)
     prec = choose_precision(precision)
     if isinstance(loaded, LoadedRun):
         model, tokenizer, recipe = loaded.model, loaded.tokenizer, loaded.recipe
@@ -46,8 +58,8 @@ def evaluate_target(
             task_metric=recipe.headline_metric if recipe.headline_metric in metric_names else None,
             autocast_dtype=prec.autocast_dtype,
         )
-        out_dir = out or loaded.path / "eval"
-        metrics_jsonl: Path | None = loaded.path / METRICS_FILE
+        out_dir = out or loaded.path / (f"eval-{loaded.adapter}" if loaded.adapters else "eval")
+        metrics_jsonl: Path | None = loaded.path / METRICS_FILE if (loaded.path / METRICS_FILE).is_file() else None
     else:
         if with_base:
             raise TuneforgeError("--base compares a run with its base model; the target is a model, not a run directory")

@@ -2,6 +2,9 @@
 
 ``sft`` trains assistant turns of chat/alpaca data; ``pretrain`` trains every token of raw text.
 Both use the token-normalised causal LM loss in :mod:`tuneforge.objectives.losses`.
+``reward``, ``dpo``, ``orpo``, ``simpo`` and ``kto`` train on preference data: their examples come from
+:mod:`tuneforge.objectives.preference`, their losses from :mod:`tuneforge.objectives.preference_losses`,
+and they train with :mod:`tuneforge.train.preference_trainer` (the runner asks :func:`is_preference`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,21 @@ from tuneforge.data.records import ChatRecord, Record, TextRecord
 from tuneforge.data.render import Tokenized
 from tuneforge.errors import DataError
 
-OBJECTIVE_FORMATS = {"sft": ("alpaca", "messages"), "pretrain": ("text",)}
+OBJECTIVE_FORMATS = {
+    "sft": ("alpaca", "messages"),
+    "pretrain": ("text",),
+    "reward": ("preference",),
+    "dpo": ("preference",),
+    "orpo": ("preference",),
+    "simpo": ("preference",),
+    "kto": ("kto", "preference"),
+}
+PREFERENCE_OBJECTIVES = frozenset({"reward", "dpo", "orpo", "simpo", "kto"})
+
+
+def is_preference(objective: str) -> bool:
+    """True for objectives trained on preference data with the preference trainer."""
+    return objective in PREFERENCE_OBJECTIVES
 
 
 def build_examples(
@@ -26,6 +43,15 @@ def build_examples(
             f"objective.type '{objective}' needs {' or '.join(OBJECTIVE_FORMATS[objective])} data, but the file is {data_format}",
             hint="set data.format explicitly, or pick the objective that matches the data",
         )
+    if objective in PREFERENCE_OBJECTIVES:
+        from tuneforge.objectives.preference import (
+            build_pair_examples,
+            build_unpaired_examples,
+        )
+
+        if objective == "kto":
+            return build_unpaired_examples(records, tokenizer, max_length, overlong)  # type: ignore[arg-type, return-value]
+        return build_pair_examples(records, tokenizer, max_length, overlong)  # type: ignore[arg-type, return-value]
     if objective == "sft":
         return prepare_chat([r for r in records if isinstance(r, ChatRecord)], tokenizer, max_length, overlong)
     return prepare_text([r for r in records if isinstance(r, TextRecord)], tokenizer, max_length)

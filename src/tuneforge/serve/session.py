@@ -19,11 +19,16 @@ def chat_loop(
     system: str | None = None,
     max_new_tokens: int = 256,
     temperature: float = 0.0,
+    adapter: str | None = None,
+    weights: dict[str, float] | None = None,
     console: Console | None = None,
 ) -> None:
+    """Chat with ``target``; for an adapter bundle, ``adapter`` picks the adapter, ``weights`` a weighted mix."""
     console = console or Console(stderr=True)
     console.print(f"loading {target} ...")
-    loaded = load_target(target)
+    loaded = load_target(target, adapter=adapter, weights=weights)
+    if isinstance(loaded, LoadedRun) and loaded.adapters:
+        console.print(f"adapter: {loaded.adapter} (bundle holds {', '.join(loaded.adapters)})")
     model, tokenizer = (loaded.model, loaded.tokenizer) if isinstance(loaded, LoadedRun) else loaded
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []

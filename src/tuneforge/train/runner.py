@@ -18,21 +18,55 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from rich.console import Console
-from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    PrinterCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from tuneforge.config.load import dump_recipe
-from tuneforge.config.schema import Recipe
+from tuneforge.config.schema import Recipe, TrainingSection
 from tuneforge.data.collate import PadCollator
 from tuneforge.data.formats import load_records
+from tuneforge.data.packing import PackedCollator
 from tuneforge.data.prepare import PrepareReport, split_examples, to_features
 from tuneforge.data.records import BadRow, LoadedData
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.runner import EvalSettings, ModelEval, eval_records_from, evaluate_model, write_results
-from tuneforge.methods import ADAPTER_METHODS, apply_method, count_parameters
-from tuneforge.objectives import build_examples
+from tuneforge.evaluate.runner import (
+    EvalSettings,
+    ModelEval,
+    eval_records_from,
+    evaluate_model,
+    write_results,
+)
+from tuneforge.methods import (
+    apply_method,
+    count_parameters,
+    load_base_model,
+    loraplus_ratio,
+    method_callbacks,
+    planned_optimizer_steps,
+    save_method,
+    saved_dir_name,
+)
+from tuneforge.methods.prompt import is_prompt_learning
+from tuneforge.objectives import build_examples, is_preference
 from tuneforge.objectives.losses import trainer_loss
-from tuneforge.runs import ADAPTER_DIR, CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RECIPE_FILE
-from tuneforge.train.callbacks import CheckpointCommit, MetricsLogger, RichProgress, latest_committed_checkpoint
+from tuneforge.runs import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    RECIPE_FILE,
+)
+from tuneforge.train.callbacks import (
+    CheckpointCommit,
+    MetricsLogger,
+    RichProgress,
+    latest_committed_checkpoint,
+)
+from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model
 from tuneforge.train.precision import Precision, choose_precision
 from tuneforge.train.trainer import TuneforgeTrainer
 
@@ -45,7 +79,17 @@ class TrainResult:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process image (VmHWM from /proc, else ru_maxrss; both KiB).
+
+    ``ru_maxrss`` is not read first because Linux folds a parent's peak into its child's at exec, so a
+    run launched from a large process (a benchmark driver) would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -82,8 +126,20 @@ def _load(path: str, recipe: Recipe) -> LoadedData:
     return load_records(path, recipe.data.format, on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
 
 
+def _load_preference(path: str, recipe: Recipe) -> LoadedData:
+    """Preference objectives read prompt/chosen/rejected (or KTO prompt/completion/label) rows."""
+    from tuneforge.data.preference import load_preference_records
+
+    return load_preference_records(path, recipe.data.format, on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
+
+
+def _load_eval_chat(path: str, recipe: Recipe) -> LoadedData:
+    """eval.data of a preference run is chat data (prompts + reference answers) whatever data.format says."""
+    return load_records(path, "auto", on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
+
+
 def _write_rows(path: Path, rows: list[BadRow]) -> None:
-    if rows:
+    if rows and is_main_process():
         with path.open("a", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row.as_json(), ensure_ascii=False, default=str) + "\n")
@@ -130,41 +186,62 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision, has_
     )
 
 
-def make_trainer(model, args: TrainingArguments, tokenizer, train_ex, val_ex, callbacks=()) -> TuneforgeTrainer:
-    """The Trainer every objective of this module trains with: padded batches, token-normalised loss."""
+def make_trainer(
+    model, args: TrainingArguments, tokenizer, train_ex, val_ex, callbacks=(), training: TrainingSection | None = None
+) -> TuneforgeTrainer:
+    """The Trainer every objective of this module trains with: packed (or padded) batches, token-normalised loss.
+
+    ``training`` supplies the speed options (packing, fused head chunks); without it batches are padded.
+    """
+    # Prompt-learning adapters prepend virtual tokens to every row, which a joined row cannot carry.
+    packing = training is not None and training.packing and not is_prompt_learning(model)
     trainer = TuneforgeTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(to_features(train_ex)),
         eval_dataset=Dataset.from_list(to_features(val_ex)) if val_ex else None,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=PackedCollator() if packing else PadCollator(tokenizer.pad_token_id),
         compute_loss_func=trainer_loss,
         callbacks=list(callbacks),
     )
+    trainer.head_chunk_rows = training.head_chunk_rows if training is not None else None
     trainer.remove_callback(PrinterCallback)
     return trainer
 
 
 def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None) -> TrainResult:
     """Run a whole recipe and return the run directory with its summary and evaluation results."""
-    from tuneforge.models.load import load_model, load_tokenizer
+    from tuneforge.models.load import load_tokenizer
 
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
     if recipe.training.threads:
         torch.set_num_threads(recipe.training.threads)
-    run_dir = prepare_run_dir(recipe, resume)
-    dump_recipe(recipe, run_dir / RECIPE_FILE)
+    main = is_main_process()  # under DDP/FSDP only rank 0 writes run files (train/distributed.py)
+    run_dir = prepare_run_dir(recipe, resume) if main else Path(recipe.output.dir)
+    if main:
+        dump_recipe(recipe, run_dir / RECIPE_FILE)
+    barrier()
     set_seed(recipe.training.seed)
     precision = choose_precision(recipe.training.precision)
     console.print(f"[bold]precision[/]: {precision.name} on {precision.device} ({precision.reason})")
 
     # Data first: bad rows stop the run before any model is loaded.
-    train_data = _load(recipe.data.train, recipe)
-    val_data = _load(recipe.data.validation, recipe) if recipe.data.validation else None
-    eval_data = _load(recipe.eval.data, recipe) if recipe.eval.data else None
+    preference = is_preference(recipe.objective.type)
+    load_data = _load_preference if preference else _load
+    from tuneforge.datatools.pipeline import prepare_training_file
+
+    train_path = prepare_training_file(recipe, run_dir, console, preference=preference)  # data.pipeline/replay, docs/DATA.md
+    train_data = load_data(train_path, recipe)
+    val_data = load_data(recipe.data.validation, recipe) if recipe.data.validation else None
+    if recipe.eval.data and recipe.objective.type == "reward":
+        console.print("[yellow]eval.data is ignored for objective.type reward (a reward model does not generate); its validation reports pair accuracy[/]")
+    eval_data = None
+    if recipe.eval.data and recipe.objective.type != "reward":
+        eval_data = (_load_eval_chat if preference else _load)(recipe.eval.data, recipe)
     skipped = run_dir / "skipped_rows.jsonl"
-    skipped.unlink(missing_ok=True)
+    if main:
+        skipped.unlink(missing_ok=True)
     for loaded in (train_data, val_data, eval_data):
         if loaded is not None and loaded.bad_rows:
             _write_rows(skipped, loaded.bad_rows)
@@ -188,12 +265,18 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     data_report = {"train": report.as_json(), "train_examples": len(train_ex), "validation_examples": len(val_ex)}
     if val_report:
         data_report["validation"] = val_report.as_json()
-    (run_dir / "data_report.json").write_text(json.dumps(data_report, indent=2))
+    if main:
+        (run_dir / "data_report.json").write_text(json.dumps(data_report, indent=2))
     console.print(f"[bold]data[/]: {report.summary()}; {len(train_ex)} train / {len(val_ex)} validation")
     if report.dropped:
         console.print(f"[yellow]{len(report.dropped)} example(s) dropped by the over-length policy; see {skipped}[/]")
 
-    model = load_model(recipe.model.name, dtype=torch.float32)
+    if recipe.objective.type == "reward":
+        from tuneforge.objectives.reward import load_reward_model
+
+        model = load_reward_model(recipe.model.name, dtype=torch.float32, pad_token_id=tokenizer.pad_token_id)
+    else:  # qlora: the 4-bit base is loaded directly, never in full precision first
+        model = load_base_model(recipe.model.name, recipe.method, dtype=torch.float32)
     model.config.use_cache = False  # packed/padded training must build the full attention mask
 
     eval_settings = EvalSettings(
@@ -206,12 +289,19 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
         autocast_dtype=precision.autocast_dtype,
     )
     evals: list[ModelEval] = []
-    if eval_records and recipe.eval.before:
+    if eval_records and recipe.eval.before and main:
         console.print(f"[bold]evaluating base model[/] on {len(eval_records)} held-out examples")
         evals.append(evaluate_model("base", model, tokenizer, eval_records, eval_settings, console))
         _print_scores(console, evals[-1], recipe.headline_metric)
 
-    model = apply_method(model, recipe.method)
+    if recipe.objective.type == "reward":
+        from tuneforge.objectives.reward import apply_reward_method
+
+        model = apply_reward_method(model, recipe.method)
+    else:
+        t = recipe.training
+        steps = planned_optimizer_steps(len(train_ex), t.batch_size, t.grad_accum, t.epochs, t.max_steps)
+        model = apply_method(model, recipe.method, total_steps=steps)
     trainable, total = count_parameters(model)
     console.print(f"[bold]method[/]: {recipe.method.type}; trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
@@ -219,21 +309,33 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     callbacks = [MetricsLogger(run_dir / METRICS_FILE), RichProgress(console), CheckpointCommit()]
     if recipe.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience))
-    trainer = make_trainer(model, args, tokenizer, train_ex, val_ex, callbacks)
+    callbacks += method_callbacks(model, recipe.method)  # e.g. AdaLoRA's per-step rank reallocation
+    if preference:
+        from tuneforge.train.preference_trainer import make_preference_trainer
+
+        trainer = make_preference_trainer(
+            recipe.objective, model, args, tokenizer, train_ex, val_ex, callbacks,
+            run_dir=run_dir, max_length=recipe.data.max_length, console=console,
+        )
+    else:
+        trainer = make_trainer(model, args, tokenizer, train_ex, val_ex, callbacks, training=recipe.training)
+        trainer.loraplus_lr_ratio = loraplus_ratio(recipe.method)  # LoRA+: B matrices in their own LR group
     checkpoint = None
     if resume:
         checkpoint = latest_committed_checkpoint(run_dir / CHECKPOINTS_DIR)
         if checkpoint is None:
             raise TuneforgeError(f"--resume: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}", hint="start the run again without --resume")
         console.print(f"[bold]resuming[/] from {checkpoint}")
-    elif (run_dir / METRICS_FILE).exists():
+    elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
     t_train = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_s = time.perf_counter() - t_train
 
-    final_dir = run_dir / (ADAPTER_DIR if recipe.method.type in ADAPTER_METHODS else MODEL_DIR)
-    trainer.model.save_pretrained(str(final_dir), safe_serialization=True)
+    final_dir = run_dir / saved_dir_name(recipe.method)  # adapter/ or model/
+    save_final_model(trainer, final_dir, lambda: save_method(trainer.model, final_dir, recipe.method))
+    if not main:  # the main process evaluates and writes the report and summary
+        return TrainResult(run_dir, {"rank": rank(), "steps": trainer.state.global_step}, None)
     tokenizer.save_pretrained(str(final_dir))
     console.print(f"[bold]saved[/] {final_dir}")
 
