@@ -263,6 +263,16 @@ def replay_rows(
 PIPELINE_DIR = "data_pipeline"
 
 
+def training_file_path(recipe, run_dir: str | Path) -> str:
+    """The file training reads: ``data.train``, or the pipeline's output when a pipeline/replay is set.
+
+    Lets processes other than the one that ran :func:`prepare_training_file` (DDP ranks > 0) find it.
+    """
+    if not recipe.data.pipeline and recipe.data.replay is None:
+        return recipe.data.train
+    return str(Path(run_dir) / PIPELINE_DIR / "train.jsonl")
+
+
 def prepare_training_file(
     recipe, run_dir: str | Path, console=None, preference: bool = False
 ) -> str:

@@ -229,9 +229,12 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     # Data first: bad rows stop the run before any model is loaded.
     preference = is_preference(recipe.objective.type)
     load_data = _load_preference if preference else _load
-    from tuneforge.datatools.pipeline import prepare_training_file
+    from tuneforge.datatools.pipeline import prepare_training_file, training_file_path
 
-    train_path = prepare_training_file(recipe, run_dir, console, preference=preference)  # data.pipeline/replay, docs/DATA.md
+    if main:  # data.pipeline/replay (docs/DATA.md) writes into the run dir: once, then every rank reads it
+        prepare_training_file(recipe, run_dir, console, preference=preference)
+    barrier()
+    train_path = training_file_path(recipe, run_dir)
     train_data = load_data(train_path, recipe)
     val_data = load_data(recipe.data.validation, recipe) if recipe.data.validation else None
     if recipe.eval.data and recipe.objective.type == "reward":
