@@ -86,11 +86,15 @@ def load_tokenizer(spec: str | ModelSource) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(spec: str | ModelSource, *, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+def load_model(
+    spec: str | ModelSource, *, dtype: torch.dtype = torch.float32, auto_class: Any = None, **kwargs: Any
+) -> PreTrainedModel:
     """Load a causal language model for ``spec`` in ``dtype``, as ``from_pretrained`` returns it.
 
-    Mode (eval/train) and ``use_cache`` are left alone: they depend on what the caller does next
-    (training must turn the cache off, see the packing trap in the design notes).
+    ``auto_class`` (default ``AutoModelForCausalLM``) and ``kwargs`` let other heads on the same
+    backbone (a reward model's ``AutoModelForSequenceClassification, num_labels=1``) share every
+    source kind, check and error message. Mode (eval/train) and ``use_cache`` are left alone: they
+    depend on what the caller does next (training must turn the cache off, see the design notes).
     """
     from transformers import AutoModelForCausalLM
 
@@ -99,7 +103,7 @@ def load_model(spec: str | ModelSource, *, dtype: torch.dtype = torch.float32) -
         raise ModelLoadError(
             f"{source.path} has no config.json, so it holds no model", hint=_dir_hint(source.path)
         )
-    return _from_pretrained(AutoModelForCausalLM, source, dtype=dtype)
+    return _from_pretrained(auto_class or AutoModelForCausalLM, source, dtype=dtype, **kwargs)
 
 
 def _as_source(spec: str | ModelSource) -> ModelSource:

@@ -82,6 +82,26 @@ def _fit(side: Side, max_length: int) -> Side | None:
     return cut if cut.n_trained else None
 
 
+def _fit_sides(sides: tuple[Side, ...], source: str, max_length: int, overlong: str, report: PrepareReport) -> tuple[Side, ...] | None:
+    """Apply data.overlong to sides that train together (a pair, or one KTO completion).
+
+    Over-long sides are dropped or truncated together and counted in ``report``; ``None`` means the
+    example is dropped (with its reason recorded), never trained with an empty side.
+    """
+    longest = max(len(side.input_ids) for side in sides)
+    if longest <= max_length:
+        return sides
+    if overlong == "drop":
+        report.dropped.append(BadRow(source, None, f"{longest} tokens > data.max_length {max_length} (data.overlong=drop)"))
+        return None
+    fitted = tuple(_fit(side, max_length) for side in sides)
+    report.truncated += 1
+    if any(side is None for side in fitted):
+        report.dropped.append(BadRow(source, None, f"the prompt alone fills data.max_length {max_length}; raise max_length"))
+        return None
+    return fitted  # type: ignore[return-value]
+
+
 def build_pair_examples(
     records: Sequence[PreferenceRecord],
     tokenizer: PreTrainedTokenizerBase,
@@ -94,29 +114,9 @@ def build_pair_examples(
     for r in records:
         chosen = render_answer(tokenizer, r.prompt, r.chosen, r.source)
         rejected = render_answer(tokenizer, r.prompt, r.rejected, r.source)
-        longest = max(len(chosen.input_ids), len(rejected.input_ids))
-        if longest > max_length:
-            if overlong == "drop":
-                report.dropped.append(
-                    BadRow(
-                        r.source,
-                        None,
-                        f"{longest} tokens > data.max_length {max_length} (data.overlong=drop)",
-                    )
-                )
-                continue
-            chosen, rejected = _fit(chosen, max_length), _fit(rejected, max_length)  # type: ignore[assignment]
-            report.truncated += 1
-            if chosen is None or rejected is None:
-                report.dropped.append(
-                    BadRow(
-                        r.source,
-                        None,
-                        f"the prompt alone fills data.max_length {max_length}; raise max_length",
-                    )
-                )
-                continue
-        examples.append(PairExample(chosen, rejected, r.source))
+        fitted = _fit_sides((chosen, rejected), r.source, max_length, overlong, report)
+        if fitted is not None:
+            examples.append(PairExample(fitted[0], fitted[1], r.source))
     _finish(
         report, [s for e in examples for s in (e.chosen, e.rejected)], len(examples)
     )
@@ -135,28 +135,9 @@ def build_unpaired_examples(
     examples: list[UnpairedExample] = []
     for r in unpaired:
         side = render_answer(tokenizer, r.prompt, r.completion, r.source)
-        if len(side.input_ids) > max_length:
-            if overlong == "drop":
-                report.dropped.append(
-                    BadRow(
-                        r.source,
-                        None,
-                        f"{len(side.input_ids)} tokens > data.max_length {max_length} (data.overlong=drop)",
-                    )
-                )
-                continue
-            side = _fit(side, max_length)  # type: ignore[assignment]
-            report.truncated += 1
-            if side is None:
-                report.dropped.append(
-                    BadRow(
-                        r.source,
-                        None,
-                        f"the prompt alone fills data.max_length {max_length}; raise max_length",
-                    )
-                )
-                continue
-        examples.append(UnpairedExample(side, r.label, r.source))
+        fitted = _fit_sides((side,), r.source, max_length, overlong, report)
+        if fitted is not None:
+            examples.append(UnpairedExample(fitted[0], r.label, r.source))
     _finish(report, [e.side for e in examples], len(examples))
     if len(examples) > 1 and (
         all(e.desirable for e in examples) or not any(e.desirable for e in examples)

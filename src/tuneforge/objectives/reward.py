@@ -35,12 +35,10 @@ def load_reward_model(
     """Load ``spec`` (any model spec, or a saved reward model directory) as a one-output sequence scorer."""
     from transformers import AutoModelForSequenceClassification
 
-    from tuneforge.models.load import _as_source, _from_pretrained
+    from tuneforge.models.load import ModelSource, load_model, resolve_model
 
-    source = _as_source(spec)
-    model = _from_pretrained(
-        AutoModelForSequenceClassification, source, dtype=dtype, num_labels=1
-    )
+    source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
+    model = load_model(source, dtype=dtype, auto_class=AutoModelForSequenceClassification, num_labels=1)
     head = reward_head(model)
     if zero_head and not _is_trained_reward_model(source):
         with torch.no_grad():
