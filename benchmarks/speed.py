@@ -14,7 +14,8 @@ tool's own default (TRL: bf16 autocast, gradient checkpointing, linear decay, no
 ``precision: auto``, cosine decay with 5% warmup).
 
 Reported per configuration: train tokens/s (non-padding input tokens, steps 2..N, i.e. without the
-first step's warm-up), peak RSS of the worker process, held-out loss at the same number of tokens
+first step's warm-up), peak RSS of the worker process during training (the benchmark's own held-out
+evaluations excluded, see TrainingPeak), held-out loss at the same number of tokens
 seen (see below), MFU against a bf16 matmul peak measured in the same run, and the ratios c/a, c/b.
 
 Loss at equal tokens: (a) runs first; its final count of non-padding tokens T becomes the budget.
@@ -33,6 +34,7 @@ implementation (e.g. the head on untrained positions) is not counted as done: MF
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -67,6 +69,33 @@ def peak_rss_mb() -> float:
     from tuneforge.train.runner import peak_rss_mb as own_peak
 
     return own_peak()
+
+
+class TrainingPeak:
+    """Peak RSS of training alone: the benchmark's own held-out evaluations are left out.
+
+    The held-out loss computes full-vocabulary logits for 8 rows at a time, which can need more
+    memory than a training step; counted in, it would set every configuration's peak and hide the
+    differences. Before each evaluation the peak so far is recorded; after it, Linux's peak counter
+    (VmHWM) is reset to the current RSS by writing 5 to /proc/self/clear_refs, so the next reading is
+    training's again. Where the reset is not possible, the peak includes the evaluations (flagged).
+    """
+
+    def __init__(self) -> None:
+        self.segments: list[float] = []
+        self.exact = True
+
+    def pause(self) -> None:
+        self.segments.append(peak_rss_mb())
+
+    def resume(self) -> None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.exact = False
+
+    def value(self) -> float:
+        return max(self.segments + [peak_rss_mb()])
 
 
 # ---------------------------------------------------------------------------------------------- peak
@@ -166,6 +195,7 @@ def make_timing_callback(heldout: HeldOut, budget: int | None, counter):
         def __init__(self) -> None:
             self.steps: list[dict] = []
             self.eval_s = 0.0
+            self.peak = TrainingPeak()
             self.loss_at_budget: float | None = None
             self.tokens_at_budget: int | None = None
 
@@ -185,7 +215,9 @@ def make_timing_callback(heldout: HeldOut, budget: int | None, counter):
             )
             if budget is not None and self.loss_at_budget is None and tokens >= budget:
                 t = time.perf_counter()
+                self.peak.pause()
                 self.loss_at_budget = heldout.loss(model)
+                self.peak.resume()
                 self.tokens_at_budget = tokens
                 self.eval_s += time.perf_counter() - t
 
@@ -314,7 +346,8 @@ def run_tuneforge(
     from tuneforge.methods import apply_method
     from tuneforge.models.load import load_model, load_tokenizer
     from tuneforge.train.precision import choose_precision
-    from tuneforge.train.runner import make_trainer, training_arguments
+    from tuneforge.train.runner import make_trainer, speed_plan_for, training_arguments
+    from tuneforge.train.speed_plan import applied as speed_plan_applied
 
     method = {"type": "full"}
     if job == "lora":
@@ -356,8 +389,6 @@ def run_tuneforge(
     examples = job_examples(tokenizer, TRAIN)
     model = load_model(MODEL, dtype=torch.float32)
     model.config.use_cache = False
-    if lever.get("attn"):
-        model.set_attn_implementation(lever["attn"])
     model = apply_method(model, recipe.method)
     args = training_arguments(recipe, out_dir, precision, has_val=False)
     args.save_strategy = "no"
@@ -374,12 +405,19 @@ def run_tuneforge(
     heldout = HeldOut(tokenizer)
     timing = make_timing_callback(heldout, budget, counter)
     trainer.add_callback(timing)
-    trainer.train()
+    plan = speed_plan_for(recipe, precision, model, examples, trainer)  # as `tuneforge train` does
+    if lever.get("frozen_fp32"):  # lever log only: keep frozen weights fp32 (the code before this plan)
+        plan = dataclasses.replace(plan, frozen_dtype=None, frozen_reason="lever: fp32")
+    with speed_plan_applied(trainer.model, plan):
+        trainer.train()
     t = recipe.training
     settings = {
         "precision": precision.name,
         "packing": t.packing,
         "head_chunk_rows": t.head_chunk_rows,
+        "activation_checkpointing": t.activation_checkpointing,
+        "attention": plan.attention or "model default",
+        "frozen_weights": str(plan.frozen_dtype or "as loaded").removeprefix("torch."),
         **{k: v for k, v in lever.items() if k != "training"},
     }
     return _finish(trainer.model, heldout, timing, settings)
@@ -390,6 +428,7 @@ def _finish(model, heldout: HeldOut, timing, settings: dict) -> dict:
     first, last = steps[0], steps[-1]
     tokens = last["tokens"] - first["tokens"]
     seconds = last["t"] - first["t"]
+    training_peak = timing.peak.value()  # before the final evaluation
     final_loss = heldout.loss(model)
     cfg = (
         model.config
@@ -407,7 +446,9 @@ def _finish(model, heldout: HeldOut, timing, settings: dict) -> dict:
         "tokens_at_budget": timing.tokens_at_budget,
         "final_heldout_loss": final_loss,
         "train_losses": [s.get("train_loss") for s in steps],
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": training_peak,
+        "peak_rss_mb_with_eval": peak_rss_mb(),
+        "peak_rss_excludes_eval": timing.peak.exact,
         "model_config": {
             k: getattr(cfg, k)
             for k in (

@@ -155,3 +155,22 @@ def test_never_deletes_a_directory_it_did_not_write(tmp_path, tiny_model_dir):
     with pytest.raises(TuneforgeError, match="not a tuneforge run directory"):
         train(recipe)
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_bf16_run_applies_the_speed_plan_and_evaluates_after_it(tmp_path, tiny_model_dir):
+    """Under bf16 the run trains with eager attention and bf16 frozen weights (train/speed_plan.py),
+    then evaluates the in-memory model under the same autocast; the saved adapter is unchanged fp32."""
+    result = train(recipe_for(tmp_path, tiny_model_dir, "training.precision=bf16", "training.epochs=1"))
+    summary = result.summary
+    assert "attention eager" in summary["speed_plan"] and "frozen weights bfloat16" in summary["speed_plan"]
+    tuned = summary["eval"]["tuned"]
+    assert tuned["eval_loss"] == tuned["eval_loss"] and tuned["eval_loss"] < 50  # finite, evaluated
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(result.run_dir / "adapter" / "adapter_model.safetensors"))
+    assert adapter and all(t.dtype == torch.float32 for t in adapter.values())
+
+
+def test_fp32_run_keeps_frozen_weights_as_loaded(tmp_path, tiny_model_dir):
+    summary = train(recipe_for(tmp_path, tiny_model_dir, "training.epochs=1")).summary
+    assert "frozen weights as loaded" in summary["speed_plan"]

@@ -186,6 +186,16 @@ class TrainingSection(Section):
         description="Fuse the output head with the cross-entropy in chunks of this many trained positions, so "
         "full-vocabulary logits never exist at once (saves memory; off by default: no speed gain on CPU).",
     )
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        "auto",
+        description="Attention kernel for training. auto: eager on CPU when rows are short (<= 384 tokens) and its "
+        "saved probabilities fit in 1 GiB (faster than SDPA's CPU flash kernel there), else the model's own (docs/SPEED.md).",
+    )
+    activation_checkpointing: bool = Field(
+        False,
+        description="Activation (gradient) checkpointing: recompute each block's activations in backward instead of keeping them: much less memory, "
+        "about one extra forward pass of time (docs/SPEED.md has the measured trade).",
+    )
 
 
 class EvalSection(Section):

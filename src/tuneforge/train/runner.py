@@ -68,6 +68,8 @@ from tuneforge.train.callbacks import (
 )
 from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model
 from tuneforge.train.precision import Precision, choose_precision
+from tuneforge.train.speed_plan import SpeedPlan, plan_speed
+from tuneforge.train.speed_plan import applied as speed_plan_applied
 from tuneforge.train.trainer import TuneforgeTrainer
 
 
@@ -170,6 +172,9 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision, has_
         fp16=precision.name == "fp16",
         use_cpu=precision.device == "cpu",
         logging_steps=t.logging_steps,
+        activation_checkpointing=t.activation_checkpointing,
+        # non-reentrant checkpointing needs no input that requires grad, so frozen embeddings (LoRA) just work
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.activation_checkpointing else None,
         eval_steps=t.eval_steps,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
@@ -207,6 +212,20 @@ def make_trainer(
     trainer.head_chunk_rows = training.head_chunk_rows if training is not None else None
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def speed_plan_for(recipe: Recipe, precision: Precision, model, train_ex, trainer) -> SpeedPlan:
+    """The run's attention kernel and frozen-weight storage (train/speed_plan.py).
+
+    Preference and reward objectives keep the model as loaded: their reference passes and scalar
+    head have not been checked against these settings.
+    """
+    if is_preference(recipe.objective.type) or recipe.objective.type == "reward":
+        return SpeedPlan(None, f"not chosen for objective {recipe.objective.type}", None, "kept as loaded")
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    lengths = [len(e.input_ids) for e in train_ex]
+    return plan_speed(recipe.training, recipe.method, precision, config, lengths, sharded=sharded)
 
 
 def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -331,8 +350,12 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
         console.print(f"[bold]resuming[/] from {checkpoint}")
     elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
+    plan = speed_plan_for(recipe, precision, model, train_ex, trainer)
+    if plan.attention or plan.frozen_dtype:
+        console.print(f"[bold]speed[/]: {plan.describe()}")
     t_train = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with speed_plan_applied(trainer.model, plan):
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_s = time.perf_counter() - t_train
 
     final_dir = run_dir / saved_dir_name(recipe.method)  # adapter/ or model/
@@ -362,6 +385,7 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
         "precision_reason": precision.reason,
         "device": precision.device,
         "torch_threads": torch.get_num_threads(),
+        "speed_plan": plan.describe(),
         "method": recipe.method.type,
         "trainable_parameters": trainable,
         "total_parameters": total,

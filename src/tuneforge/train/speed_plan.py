@@ -1,0 +1,173 @@
+"""Per-run speed settings chosen from the job and the hardware: attention kernel, frozen-weight storage.
+
+Two settings whose best value depends on the run rather than on taste, so tuneforge picks them from
+what it knows before the first step (the examples, batch size, method, precision and device) and
+prints what it picked and why:
+
+- **Attention implementation** (``training.attention``). On CPU, PyTorch's SDPA runs a flash kernel
+  whose bf16 backward is slow on short rows: measured on the 2-core CI machine (AVX512-BF16, no AMX;
+  ``benchmarks/attention.py``), attention forward + backward of one SmolLM2 layer took 1.66x the
+  eager (matmul + softmax) time at 128 tokens and 1.44x at 256, but 0.87x at 512 and 0.41x at 2048.
+  Eager keeps the attention probabilities for backward (batch x heads x L^2 x 6 bytes per layer:
+  fp32 softmax output plus its bf16 copy), so ``auto`` picks eager on CPU only when the longest row
+  is at most :data:`EAGER_MAX_LENGTH` tokens and that memory, over all layers, fits in
+  :data:`EAGER_MEMORY_BUDGET`. Packed rows join a whole micro-batch, so packing keeps SDPA. CUDA
+  keeps the model's own choice (SDPA / flash attention).
+- **Frozen linear weights stored in the autocast dtype.** Under bf16 (or fp16) autocast every matmul
+  casts its fp32 weight to bf16 on each forward, and the cast copy is what backward keeps. For a
+  weight that never trains, storing it in bf16 once gives bit-identical matmuls (the same
+  round-to-nearest cast, done once instead of every step), halves its memory and removes the
+  per-step casts and their saved copies. It is applied only where it cannot change a result: the
+  run saves an adapter (never the base weights), the layer is a plain ``nn.Linear`` with no
+  trainable parameter, its weight is not shared with an embedding (tied heads keep the residual
+  stream in fp32), the method is not DoRA (its weight norm reads the base weight outside a matmul),
+  and the model is not sharded by FSDP/DeepSpeed (which flatten parameters of one dtype).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tuneforge.config.schema import MethodSection, TrainingSection
+from tuneforge.train.precision import Precision
+
+# Longest row (tokens) for which eager attention beat SDPA on CPU (crossover measured between 256 and 512).
+EAGER_MAX_LENGTH = 384
+# Attention probabilities eager keeps for backward, summed over layers, for the longest micro-batch.
+EAGER_MEMORY_BUDGET = 1 << 30
+# Bytes per attention-probability element eager keeps: the fp32 softmax output and its bf16/fp16 copy.
+EAGER_BYTES_PER_SCORE = 6
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    """What :func:`plan_speed` chose, with the reasons printed at the start of a run."""
+
+    attention: str | None  # attention implementation to train with; None keeps the model's own
+    attention_reason: str
+    frozen_dtype: torch.dtype | None  # dtype frozen linear weights are stored in; None keeps fp32
+    frozen_reason: str
+
+    def describe(self) -> str:
+        attention = self.attention or "model default"
+        frozen = str(self.frozen_dtype).removeprefix("torch.") if self.frozen_dtype else "as loaded"
+        return f"attention {attention} ({self.attention_reason}); frozen weights {frozen} ({self.frozen_reason})"
+
+
+def eager_attention_bytes(config, batch_size: int, length: int) -> int:
+    """Memory eager attention keeps for backward over all layers of one micro-batch of ``length`` tokens."""
+    heads = config.num_attention_heads
+    return batch_size * heads * length * length * EAGER_BYTES_PER_SCORE * config.num_hidden_layers
+
+
+def choose_attention(
+    requested: str, precision: Precision, config, batch_size: int, longest_row: int, packing: bool
+) -> tuple[str | None, str]:
+    """The attention implementation to train with and why (see the module docstring)."""
+    if requested != "auto":
+        return requested, "set by training.attention"
+    if precision.device != "cpu":
+        return None, f"{precision.device}: the model's own kernel"
+    if packing:
+        return None, "packed rows are a whole micro-batch long; SDPA's memory grows linearly"
+    if longest_row > EAGER_MAX_LENGTH:
+        return None, f"rows up to {longest_row} tokens; SDPA is faster above {EAGER_MAX_LENGTH} on CPU"
+    need = eager_attention_bytes(config, batch_size, longest_row)
+    if need > EAGER_MEMORY_BUDGET:
+        return None, (
+            f"eager would keep {need / 2**20:.0f} MiB of attention probabilities "
+            f"(budget {EAGER_MEMORY_BUDGET / 2**20:.0f} MiB)"
+        )
+    return "eager", f"CPU, rows up to {longest_row} tokens: faster than SDPA's flash kernel at this length"
+
+
+def choose_frozen_dtype(
+    method: MethodSection, precision: Precision, sharded: bool = False
+) -> tuple[torch.dtype | None, str]:
+    """The dtype to store frozen linear weights in, and why (see the module docstring)."""
+    from tuneforge.methods import WHOLE_MODEL_METHODS
+
+    if sharded:
+        return None, "FSDP/DeepSpeed flatten parameters of one dtype"
+    if precision.autocast_dtype is None:
+        return None, f"{precision.name} training has no autocast"
+    if method.type in WHOLE_MODEL_METHODS:
+        return None, f"method {method.type} saves the whole model"
+    if method.type == "dora":
+        return None, "DoRA reads the base weight outside a matmul"
+    return precision.autocast_dtype, "bit-identical matmuls under autocast, half the memory, no per-step casts"
+
+
+def plan_speed(
+    training: TrainingSection,
+    method: MethodSection,
+    precision: Precision,
+    config,
+    lengths: Sequence[int],
+    sharded: bool = False,
+) -> SpeedPlan:
+    """Choose the attention kernel and frozen-weight storage for a run over examples of ``lengths`` tokens.
+
+    ``sharded``: the trainer runs under FSDP or DeepSpeed.
+    """
+    attention, attention_reason = choose_attention(
+        training.attention, precision, config, training.batch_size, max(lengths, default=0), training.packing
+    )
+    frozen, frozen_reason = choose_frozen_dtype(method, precision, sharded)
+    return SpeedPlan(attention, attention_reason, frozen, frozen_reason)
+
+
+def frozen_linears(model: nn.Module) -> Iterator[nn.Linear]:
+    """Plain ``nn.Linear`` layers with no trainable parameter whose fp32 weight no embedding shares."""
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    for module in model.modules():
+        if type(module) is not nn.Linear:  # subclasses (4-bit, peft layers) hold other data
+            continue
+        params = list(module.parameters(recurse=False))
+        if any(p.requires_grad for p in params):
+            continue
+        if module.weight.dtype != torch.float32 or id(module.weight) in embedding_weights:
+            continue
+        yield module
+
+
+def store_frozen_linears(model: nn.Module, dtype: torch.dtype) -> int:
+    """Store every :func:`frozen_linears` layer in ``dtype``; return the bytes this frees."""
+    saved = 0
+    for module in list(frozen_linears(model)):
+        before = sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+        module.to(dtype)
+        saved += before - sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+    return saved
+
+
+@contextmanager
+def applied(model, plan: SpeedPlan) -> Iterator[int]:
+    """Train inside this: stores frozen linears as planned (kept afterwards: evaluation runs under the
+    same autocast) and switches the attention kernel, which it gives back on exit. Yields the bytes
+    the frozen-weight storage freed."""
+    freed = store_frozen_linears(model, plan.frozen_dtype) if plan.frozen_dtype is not None else 0
+    with attention_implementation(model, plan.attention):
+        yield freed
+
+
+@contextmanager
+def attention_implementation(model, implementation: str | None) -> Iterator[None]:
+    """Train with ``implementation`` and give the model its own back afterwards (None: leave it alone)."""
+    # transformers keeps the active implementation in the config's _attn_implementation (read only here;
+    # its docs point users to it); set_attn_implementation is the public way to change it.
+    original = getattr(model.config, "_attn_implementation", None)
+    if implementation is None or implementation == original:
+        yield
+        return
+    model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        if original is not None:
+            model.set_attn_implementation(original)
