@@ -27,8 +27,13 @@ LEVERS: dict[str, dict] = {
     "fp32-frozen-weights": {"frozen_fp32": True},
     "activation-checkpointing": {"training": {"activation_checkpointing": True}},
     "trl-schedule": {"training": {"lr_scheduler": "linear", "warmup_ratio": 0.0}},
+    "no-warmup": {"training": {"warmup_ratio": 0.0}},
+    "warmup-5pct": {"training": {"warmup_ratio": 0.05}},
+    "seed-43": {"training": {"seed": 43}},
+    "seed-44": {"training": {"seed": 44}},
     "threads-1": {"training": {"threads": 1}},
-    "torch-compile": {"compile": True},
+    "compile": {"training": {"compile": True}},
+    "compile+checkpointing": {"training": {"compile": True, "activation_checkpointing": True}},
     "dataloader-worker": {"workers": 1},
 }
 

@@ -13,16 +13,21 @@ from tuneforge.config.schema import MethodSection, TrainingSection
 from tuneforge.objectives.losses import trained_positions_loss
 from tuneforge.train.precision import Precision
 from tuneforge.train.speed_plan import (
+    COMPILE_MIN_TOKENS,
     EAGER_MAX_LENGTH,
     EAGER_MEMORY_BUDGET,
     SpeedPlan,
     applied,
     choose_attention,
+    choose_compile,
     choose_frozen_dtype,
+    compile_blocks,
     eager_attention_bytes,
     frozen_linears,
     plan_speed,
+    planned_tokens,
     store_frozen_linears,
+    uncompiled,
 )
 
 CPU_BF16 = Precision("bf16", "cpu", "test")
@@ -52,7 +57,7 @@ def test_auto_attention_respects_the_memory_budget():
     cfg = config()
     # batch x heads x L^2 x 6 bytes x layers, exactly
     assert eager_attention_bytes(cfg, 3, 100) == 3 * 4 * 100 * 100 * 6 * 2
-    length = 300
+    length = 200
     fits = EAGER_MEMORY_BUDGET // eager_attention_bytes(cfg, 1, length)
     assert choose_attention("auto", CPU_BF16, cfg, fits, length, False)[0] == "eager"
     impl, why = choose_attention("auto", CPU_BF16, cfg, fits + 1, length, False)
@@ -211,3 +216,58 @@ def test_dora_would_change_the_loss_which_is_why_it_keeps_fp32_weights():
     loss_bf16, _ = _loss_and_grads(model, x, x)
     assert not torch.equal(loss_fp32, loss_bf16)
     assert choose_frozen_dtype(MethodSection(type="dora"), CPU_BF16)[0] is None
+
+
+# --------------------------------------------------------------------------------------------- compile
+
+
+def test_auto_compile_needs_enough_tokens_on_cpu():
+    lora = MethodSection(type="lora")
+    assert choose_compile("auto", lora, CPU_BF16, COMPILE_MIN_TOKENS)[0] is True
+    on, why = choose_compile("auto", lora, CPU_BF16, COMPILE_MIN_TOKENS - 1)
+    assert on is False and "repay" in why
+    assert choose_compile("auto", lora, CUDA_BF16, 10**9)[0] is False
+    assert choose_compile(True, lora, CPU_BF16, 10)[0] is True
+    assert choose_compile(False, lora, CPU_BF16, 10**9)[0] is False
+
+
+@pytest.mark.parametrize("method_type", ["prompt_tuning", "prefix_tuning", "qlora"])
+def test_compile_is_never_planned_for_methods_that_run_eagerly(method_type):
+    assert choose_compile(True, MethodSection(type=method_type), CPU_BF16, 10**9)[0] is False
+
+
+def test_planned_tokens_counts_epochs_or_max_steps():
+    assert planned_tokens(TrainingSection(epochs=2), [10, 30]) == 80
+    # 5 steps x 2 accumulated x 4 rows x mean length 20
+    assert planned_tokens(TrainingSection(max_steps=5, grad_accum=2, batch_size=4), [10, 30]) == 800
+    assert planned_tokens(TrainingSection(), []) == 0
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones_and_keep_their_names():
+    """Compiling in place changes neither the module tree nor the numbers (fp32: to rounding)."""
+    torch._dynamo.reset()
+    eager = build(tiny_llama(VOCAB), {"type": "lora", "lora": {"r": 4, "dropout": 0.0}}).train()
+    compiled = build(tiny_llama(VOCAB), {"type": "lora", "lora": {"r": 4, "dropout": 0.0}}).train()
+    keys = list(compiled.state_dict())
+    assert compile_blocks(compiled) == 2
+    assert list(compiled.state_dict()) == keys
+    for length in (10, 13):  # a second length must not fail (dynamic shapes)
+        x = ids(batch=2, length=length)
+        labels = x.clone()
+        labels[:, :4] = -100
+        for model in (eager, compiled):
+            model.zero_grad(set_to_none=True)
+        out = {}
+        for name, model in (("eager", eager), ("compiled", compiled)):
+            loss = trained_positions_loss(model.get_base_model(), {"input_ids": x, "attention_mask": torch.ones_like(x)}, labels)
+            loss.backward()
+            out[name] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+        torch.testing.assert_close(out["compiled"][0], out["eager"][0], rtol=1e-5, atol=1e-6)
+        for n, g in out["eager"][1].items():
+            torch.testing.assert_close(out["compiled"][1][n], g, rtol=1e-4, atol=1e-6)
+    with uncompiled(), torch.no_grad():  # evaluation/generation path: plain eager code, same numbers
+        compiled.eval()
+        eager.eval()
+        x = ids(batch=1, length=7)
+        torch.testing.assert_close(compiled(input_ids=x).logits, eager(input_ids=x).logits, rtol=1e-5, atol=1e-5)

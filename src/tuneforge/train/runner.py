@@ -70,6 +70,7 @@ from tuneforge.train.distributed import barrier, is_main_process, rank, save_fin
 from tuneforge.train.precision import Precision, choose_precision
 from tuneforge.train.speed_plan import SpeedPlan, plan_speed
 from tuneforge.train.speed_plan import applied as speed_plan_applied
+from tuneforge.train.speed_plan import uncompiled as speed_plan_uncompiled
 from tuneforge.train.trainer import TuneforgeTrainer
 
 
@@ -372,7 +373,8 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     results = None
     if eval_records:
         console.print(f"[bold]evaluating tuned model[/] on {len(eval_records)} held-out examples")
-        evals.append(evaluate_model("tuned", trainer.model, tokenizer, eval_records, eval_settings, console))
+        with speed_plan_uncompiled():  # compiled blocks (training.compile) are for training shapes only
+            evals.append(evaluate_model("tuned", trainer.model, tokenizer, eval_records, eval_settings, console))
         _print_scores(console, evals[-1], recipe.headline_metric)
         results = write_results(
             run_dir / "eval", str(recipe.eval.data), eval_records, evals, eval_settings, metrics_jsonl=run_dir / METRICS_FILE

@@ -27,6 +27,7 @@ from tuneforge.objectives.losses import (
     supports_trained_positions_loss,
     trained_positions_loss,
 )
+from tuneforge.train.speed_plan import uncompiled
 
 
 def prompt_learning_loss(
@@ -79,6 +80,12 @@ class TuneforgeTrainer(Trainer):
             )
         loss = self._with_regularisers(plain, loss, False)
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def evaluate(self, *args, **kwargs):
+        # Blocks compiled for training (training.compile, train/speed_plan.py) would compile again for
+        # eval mode's no-grad shapes; validation runs them as plain eager code instead.
+        with uncompiled():
+            return super().evaluate(*args, **kwargs)
 
     def _with_regularisers(self, plain, result, return_outputs: bool):
         if not (is_adalora(plain) and plain.training):
