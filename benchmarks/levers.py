@@ -34,6 +34,7 @@ LEVERS: dict[str, dict] = {
     "threads-1": {"training": {"threads": 1}},
     "compile": {"training": {"compile": True}},
     "compile+checkpointing": {"training": {"compile": True, "activation_checkpointing": True}},
+    "lean": {"training": {"compile": True, "activation_checkpointing": True, "head_chunk_rows": 256}},
     "dataloader-worker": {"workers": 1},
 }
 

@@ -229,6 +229,8 @@ def test_auto_compile_needs_enough_tokens_on_cpu():
     assert choose_compile("auto", lora, CUDA_BF16, 10**9)[0] is False
     assert choose_compile(True, lora, CPU_BF16, 10)[0] is True
     assert choose_compile(False, lora, CPU_BF16, 10**9)[0] is False
+    on, why = choose_compile("auto", lora, CPU_BF16, 10**9, distributed=True)
+    assert on is False and "several processes" in why
 
 
 @pytest.mark.parametrize("method_type", ["prompt_tuning", "prefix_tuning", "qlora"])
@@ -271,3 +273,20 @@ def test_compiled_blocks_train_like_eager_ones_and_keep_their_names():
         eager.eval()
         x = ids(batch=1, length=7)
         torch.testing.assert_close(compiled(input_ids=x).logits, eager(input_ids=x).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_weights_get_their_own_storage_with_values_and_ties_kept(tmp_path):
+    """After the cast nothing may view the loaded checkpoint's memory, so its mapping can go."""
+    from tuneforge.models.load import load_model
+
+    tiny_llama(VOCAB, tie=True).save_pretrained(tmp_path / "m")
+    model = build(load_model(str(tmp_path / "m")), {"type": "lora", "lora": {"r": 2}})
+    embed = model.get_input_embeddings().weight
+    before = {n: (p.data_ptr(), p.detach().clone()) for n, p in model.named_parameters() if not p.requires_grad}
+    store_frozen_linears(model, torch.bfloat16)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight is embed  # still tied
+    for name, p in model.named_parameters():
+        if name in before and p.dtype == torch.float32:
+            ptr, value = before[name]
+            assert p.data_ptr() != ptr, name  # its own storage now
+            assert torch.equal(p, value), name

@@ -200,8 +200,8 @@ class TrainingSection(Section):
     )
     compile: bool | Literal["auto"] = Field(
         "auto",
-        description="torch.compile the decoder blocks (fuses the work around the matmuls). auto: on CPU when the run "
-        "trains >= 100k tokens, which repays a cold compile of about a minute (docs/SPEED.md).",
+        description="torch.compile the decoder blocks (fuses the work around the matmuls). auto: on CPU, in one process, "
+        "when the run trains >= 100k tokens, which repays a cold compile of about a minute (docs/SPEED.md).",
     )
     activation_checkpointing: bool = Field(
         False,

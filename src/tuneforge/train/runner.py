@@ -66,7 +66,7 @@ from tuneforge.train.callbacks import (
     RichProgress,
     latest_committed_checkpoint,
 )
-from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model
+from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model, world_size
 from tuneforge.train.precision import Precision, choose_precision
 from tuneforge.train.speed_plan import SpeedPlan, plan_speed
 from tuneforge.train.speed_plan import applied as speed_plan_applied
@@ -226,7 +226,9 @@ def speed_plan_for(recipe: Recipe, precision: Precision, model, train_ex, traine
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
     lengths = [len(e.input_ids) for e in train_ex]
-    return plan_speed(recipe.training, recipe.method, precision, config, lengths, sharded=sharded)
+    return plan_speed(
+        recipe.training, recipe.method, precision, config, lengths, sharded=sharded, distributed=world_size() > 1
+    )
 
 
 def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None) -> TrainResult:
