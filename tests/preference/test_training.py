@@ -501,3 +501,22 @@ def test_kto_precomputed_reference_matches_on_the_fly(tmp_path, tokenizer):
     assert live.state.log_history[0]["kl"] == pytest.approx(
         pre.state.log_history[0]["kl"], abs=1e-6
     )
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto", "reward"])
+def test_bf16_preference_runs_take_the_speed_plan_and_start_at_ln2_or_half(tmp_path, tiny_model_dir, objective):
+    """Eager attention and bf16 frozen weights (train/speed_plan.py) under the preference trainer's
+    autocast: the reference pass and the scalar head run with them, and the loss at init is unchanged."""
+    recipe = _recipe(tmp_path, tiny_model_dir, objective, "training.precision=bf16", "data.val_fraction=0")
+    if objective == "kto":
+        rows = [{"prompt": f"Say hello {i}", "completion": f"Hello {i}", "label": i % 2 == 0} for i in range(8)]
+        _write(tmp_path / "train.jsonl", rows)
+    result = train(recipe)
+    plan = result.summary["speed_plan"]
+    assert "attention eager" in plan and "frozen weights bfloat16" in plan and "not compiled for objective" in plan
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if "loss" in r)
+    expected = {"dpo": LN2, "kto": 0.5, "reward": None}[objective]
+    if expected is not None:  # policy == reference at init, both through the same bf16 weights
+        assert first["loss"] == pytest.approx(expected, abs=1e-5)
+    assert all(r["loss"] == r["loss"] for r in rows if "loss" in r)  # no NaN

@@ -7,6 +7,7 @@ at-init methods, and no adapter to disable), the tuned one after training, both 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import shutil
@@ -66,7 +67,13 @@ from tuneforge.train.callbacks import (
     RichProgress,
     latest_committed_checkpoint,
 )
-from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model, world_size
+from tuneforge.train.distributed import (
+    barrier,
+    is_main_process,
+    rank,
+    save_final_model,
+    world_size,
+)
 from tuneforge.train.precision import Precision, choose_precision
 from tuneforge.train.speed_plan import SpeedPlan, plan_speed
 from tuneforge.train.speed_plan import applied as speed_plan_applied
@@ -215,20 +222,35 @@ def make_trainer(
     return trainer
 
 
-def speed_plan_for(recipe: Recipe, precision: Precision, model, train_ex, trainer) -> SpeedPlan:
-    """The run's attention kernel and frozen-weight storage (train/speed_plan.py).
+def _longest_row(example, max_length: int) -> int:
+    """Tokens in the longest row an example puts into a micro-batch."""
+    from tuneforge.objectives.preference import PairExample, UnpairedExample
 
-    Preference and reward objectives keep the model as loaded: their reference passes and scalar
-    head have not been checked against these settings.
+    if isinstance(example, PairExample):
+        return max(len(example.chosen.input_ids), len(example.rejected.input_ids))
+    if isinstance(example, UnpairedExample):  # its KL row pairs its prompt with another completion
+        return max_length
+    return len(example.input_ids)
+
+
+def speed_plan_for(recipe: Recipe, precision: Precision, model, train_ex, trainer) -> SpeedPlan:
+    """The run's attention kernel, frozen-weight storage and compilation (train/speed_plan.py).
+
+    Preference and reward objectives get the attention kernel and frozen-weight storage (every
+    forward of theirs, the reference one included, runs under the trainer's autocast; precomputed
+    reference log-probs are taken before the plan applies) but are not compiled: the policy and the
+    adapter-disabled reference pass would each compile their own graph, which was not measured.
     """
-    if is_preference(recipe.objective.type) or recipe.objective.type == "reward":
-        return SpeedPlan(None, f"not chosen for objective {recipe.objective.type}", None, "kept as loaded")
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
-    lengths = [len(e.input_ids) for e in train_ex]
-    return plan_speed(
-        recipe.training, recipe.method, precision, config, lengths, sharded=sharded, distributed=world_size() > 1
-    )
+    preference = is_preference(recipe.objective.type) or recipe.objective.type == "reward"
+    lengths = [_longest_row(ex, recipe.data.max_length) for ex in train_ex]
+    # a preference micro-batch holds both sides of each pair (KTO: each row and its KL row): twice the rows
+    training = recipe.training.model_copy(update={"batch_size": 2 * recipe.training.batch_size}) if preference else recipe.training
+    plan = plan_speed(training, recipe.method, precision, config, lengths, sharded=sharded, distributed=world_size() > 1)
+    if preference:
+        plan = dataclasses.replace(plan, compile=False, compile_reason=f"not compiled for objective {recipe.objective.type}")
+    return plan
 
 
 def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None) -> TrainResult:
