@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tuneforge.config import load_recipe
 from tuneforge.train.runner import train
 
-PACKING = True  # the default; padding is covered by the single-process tests
+PACKING = True  # not the default (padding is), so the packed path gets its DDP check here; padding is covered by the single-process tests
 ROWS = [
     {"instruction": "Repeat the word", "input": w, "output": json.dumps({"word": w})}
     for w in [

@@ -7,7 +7,6 @@ at-init methods, and no adapter to disable), the tuned one after training, both 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import resource
 import shutil
@@ -247,10 +246,10 @@ def speed_plan_for(recipe: Recipe, precision: Precision, model, train_ex, traine
     lengths = [_longest_row(ex, recipe.data.max_length) for ex in train_ex]
     # a preference micro-batch holds both sides of each pair (KTO: each row and its KL row): twice the rows
     training = recipe.training.model_copy(update={"batch_size": 2 * recipe.training.batch_size}) if preference else recipe.training
-    plan = plan_speed(training, recipe.method, precision, config, lengths, sharded=sharded, distributed=world_size() > 1)
-    if preference:
-        plan = dataclasses.replace(plan, compile=False, compile_reason=f"not compiled for objective {recipe.objective.type}")
-    return plan
+    return plan_speed(
+        training, recipe.method, precision, config, lengths,
+        sharded=sharded, distributed=world_size() > 1, objective=recipe.objective.type,
+    )  # fmt: skip
 
 
 def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None) -> TrainResult:
@@ -376,8 +375,7 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
     plan = speed_plan_for(recipe, precision, model, train_ex, trainer)
-    if plan.attention or plan.frozen_dtype:
-        console.print(f"[bold]speed[/]: {plan.describe()}")
+    console.print(f"[bold]speed[/]: {plan.describe()}")
     t_train = time.perf_counter()
     with speed_plan_applied(trainer.model, plan):
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -31,8 +31,8 @@ prints what it picked and why:
   compiles on CPU, in a single process, when the run will train at least :data:`COMPILE_MIN_TOKENS` tokens, where the
   measured saving (~0.9 ms per token) repays a cold compile; evaluation and generation run the
   blocks uncompiled (:func:`uncompiled`), since their shapes (no grad, KV cache) would each need a
-  compile of their own. Prompt-learning methods (virtual key/values in the cache) and 4-bit bases
-  keep eager execution.
+  compile of their own. Prompt-learning methods (virtual key/values in the cache), 4-bit bases and
+  preference/reward objectives keep eager execution.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ EAGER_BYTES_PER_SCORE = 6
 COMPILE_MIN_TOKENS = 100_000
 # Methods whose forward the compiled blocks do not cover as measured (see the module docstring).
 NOT_COMPILED_METHODS = frozenset({"prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning", "qlora"})
+# Objectives compile is measured for; preference and reward runs add an adapter-disabled reference
+# pass or a scalar head, whose graphs would compile separately (not measured).
+COMPILED_OBJECTIVES = frozenset({"sft", "pretrain"})
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,13 @@ def choose_compile(
     precision: Precision,
     planned_tokens: int,
     distributed: bool = False,
+    objective: str = "sft",
 ) -> tuple[bool, str]:
     """Whether to torch.compile the decoder blocks, and why (see the module docstring)."""
     if requested is False:
         return False, "training.compile is false"
+    if objective not in COMPILED_OBJECTIVES:
+        return False, f"not compiled for objective {objective}"
     if method.type in NOT_COMPILED_METHODS:
         return False, f"method {method.type} runs eagerly"
     if requested is True:
@@ -166,6 +172,7 @@ def plan_speed(
     lengths: Sequence[int],
     sharded: bool = False,
     distributed: bool = False,
+    objective: str = "sft",
 ) -> SpeedPlan:
     """Choose the attention kernel, frozen-weight storage and compilation for a run over examples of
     ``lengths`` tokens.
@@ -177,7 +184,7 @@ def plan_speed(
     )
     frozen, frozen_reason = choose_frozen_dtype(method, precision, sharded)
     compiled, compile_reason = choose_compile(
-        training.compile, method, precision, planned_tokens(training, lengths), distributed
+        training.compile, method, precision, planned_tokens(training, lengths), distributed, objective
     )
     return SpeedPlan(attention, attention_reason, frozen, frozen_reason, compiled, compile_reason)
 
