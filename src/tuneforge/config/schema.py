@@ -198,7 +198,7 @@ class TrainingSection(Section):
         description="Attention kernel for training. auto: eager on CPU when rows are short (<= 256 tokens) and its "
         "saved probabilities fit in 1 GiB (faster than SDPA's CPU flash kernel there), else the model's own (docs/SPEED.md).",
     )
-    compile: bool | Literal["auto"] = Field(
+    compile: Literal["auto", True, False] = Field(
         "auto",
         description="torch.compile the decoder blocks (fuses the work around the matmuls). auto: on CPU, in one process, "
         "when the run trains >= 100k tokens, which repays a cold compile of about a minute (docs/SPEED.md).",
