@@ -185,7 +185,7 @@ def estimates(
     for m in advice.methods:
         if m.memory is not None:
             out[m.footprint.method] = {
-                "tensors_mb": m.memory.training_tensors / MB,
+                "tensors_mb": m.memory.training / MB,
                 "trainable": m.footprint.trainable,
             }
         else:

@@ -15,7 +15,12 @@ from typer.testing import CliRunner
 from tests.helpers.tiny import tiny_llama, tiny_tokenizer
 from tuneforge.advise import advise, render
 from tuneforge.advise.data_stats import data_stats
-from tuneforge.advise.memory import ModelShape, TrainingShape, estimate_training_memory
+from tuneforge.advise.memory import (
+    ALLOCATOR_OVERHEAD,
+    ModelShape,
+    TrainingShape,
+    estimate_training_memory,
+)
 from tuneforge.advise.params import footprint, load_config, method_section
 from tuneforge.advise.rank import suggest_rank
 from tuneforge.cli.main import app
@@ -156,19 +161,30 @@ def _saved_bytes_per_token_block(
 
 
 @pytest.mark.parametrize("autocast", [False, True])
-@pytest.mark.parametrize("variant", ["full", "lora", "lora-dropout"])
+@pytest.mark.parametrize(
+    "variant", ["full", "lora", "lora-dropout", "lora-eager", "dora"]
+)
 def test_activation_formula_matches_what_autograd_saves(variant, autocast):
     torch.manual_seed(0)
     model = tiny_llama(len(tiny_tokenizer()))
     model.config.use_cache = False
     model.train()
+    tokens = (2, 48)
+    if (
+        variant == "lora-eager"
+    ):  # the speed plan's CPU choice: keeps the attention probabilities
+        model.set_attn_implementation("eager")
     dropout_widths = rank_widths = 0
     if variant != "full":
         dropout = 0.05 if variant == "lora-dropout" else 0.0
         model = get_peft_model(
             model,
             LoraConfig(
-                r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear"
+                r=4,
+                lora_alpha=8,
+                lora_dropout=dropout,
+                target_modules="all-linear",
+                use_dora=variant == "dora",
             ),
         )
         h, i = 64, 128
@@ -183,8 +199,28 @@ def test_activation_formula_matches_what_autograd_saves(variant, autocast):
     formula += dropout_widths * (3 if autocast else 5) + rank_widths * (
         2 if autocast else 4
     )
-    measured = _saved_bytes_per_token_block(model, autocast, (2, 48))
+    if variant == "lora-eager":
+        formula += shape.heads * tokens[1] * (6 if autocast else 4)
+    if (
+        variant == "dora"
+    ):  # outputs: q, o, down h; k, v kv (GQA 2 of 4 heads: 32); gate, up i
+        formula += (3 * 64 + 2 * 32 + 2 * 128) * (6 if autocast else 8)
+    measured = _saved_bytes_per_token_block(model, autocast, tokens)
     assert formula == pytest.approx(measured, rel=0.12), (formula, measured)
+
+
+def test_frozen_linear_count_is_what_the_speed_plan_stores_in_bf16(recipe):
+    """advise's half-width weights are exactly the weights the runner's speed plan casts."""
+    from tuneforge.train.speed_plan import store_frozen_linears
+
+    section = method_section(recipe, "lora")
+    for tie in (True, False):
+        model = tiny_llama(len(tiny_tokenizer()), tie=tie)
+        fp = footprint(model.config, section)
+        real = apply_method(tiny_llama(len(tiny_tokenizer()), tie=tie), section)
+        freed = store_frozen_linears(real, torch.bfloat16)
+        assert fp.frozen_linear_params > 0
+        assert freed == 2 * fp.frozen_linear_params  # 4 -> 2 bytes per weight
 
 
 def test_memory_components_closed_form():
@@ -207,11 +243,45 @@ def test_memory_components_closed_form():
     assert (est.weights, est.gradients, est.optimizer) == (4000, 40, 80)
     assert est.activations == 2 * 5 * per_token * (3 + 1)
     assert est.logits == 3 * 2 * 3 * 100 * 4
-    assert est.total == est.training_tensors + 7
+    # peak: weights + optimizer + the larger of (activations + logits) and gradients; the allocator
+    # keeps a share of the freed activation memory on top
+    assert est.training_tensors == 4000 + 80 + est.activations + est.logits
+    assert est.allocator == int(ALLOCATOR_OVERHEAD * (est.activations + est.logits))
+    assert est.total == est.training_tensors + est.allocator + 7
+    grads_dominate = estimate_training_memory(shape, 10**6, 10**6, step)
+    assert grads_dominate.training_tensors == 4 * 10**6 + 8 * 10**6 + 4 * 10**6
     frozen_head_only = estimate_training_memory(
         shape, 1000, 10, TrainingShape(2, 5, 3, grad_blocks=0)
     )
     assert frozen_head_only.activations == 0
+
+    # The speed plan: 600 frozen linear weights stored in bf16, eager attention probabilities kept.
+    planned = estimate_training_memory(
+        shape,
+        1000,
+        10,
+        TrainingShape(
+            2,
+            5,
+            3,
+            autocast=True,
+            half_stored_params=600,
+            attention_score_bytes=6,
+        ),
+    )
+    assert planned.weights == 400 * 4 + 600 * 2
+    autocast_per_token = (
+        16 * 8 + 2 * (8 * 8 + 2 * 4 + 4 * 16) + 2 * 5 * 6
+    )  # + heads x L x 6
+    linear_per_block = 8 * (8 + 2 * 4) + 8 * 8 + 3 * 8 * 16
+    copies = 2 * (
+        3 * linear_per_block + 100 * 8 - 600
+    )  # bf16 copies of what stayed fp32
+    assert planned.activations == 2 * 5 * autocast_per_token * (3 + 1) + copies
+    checkpointed = estimate_training_memory(
+        shape, 1000, 10, TrainingShape(2, 5, 3, activation_checkpointing=True)
+    )
+    assert checkpointed.activations == 2 * 5 * (4 * 8 * 3 + 2 * per_token)
 
 
 def test_advise_table_and_cli(recipe, tiny_model_dir, tmp_path):
@@ -274,3 +344,12 @@ def test_measured_run_reports_peak_above_runtime(recipe, tmp_path):
     assert not Path(
         recipe.output.dir
     ).exists()  # the measured run trains in a temporary directory
+
+
+def test_dora_output_widths_come_from_the_applied_method(recipe):
+    model = tiny_llama(len(tiny_tokenizer()))
+    dora = footprint(model.config, method_section(recipe, "dora"))
+    lora = footprint(model.config, method_section(recipe, "lora"))
+    # all-linear: q, o, down write h = 64; k, v write kv = 32 (GQA); gate, up write i = 128
+    assert dora.dora_output_widths == 3 * 64 + 2 * 32 + 2 * 128
+    assert lora.dora_output_widths == 0

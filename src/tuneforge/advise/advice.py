@@ -50,6 +50,8 @@ class Advice:
     batch_size: int
     precision: str
     methods: list[MethodAdvice] = field(default_factory=list)
+    # what `tuneforge train` would pick for the recipe's own method (train/speed_plan.py)
+    speed_plan: str = ""
     measured: Measured | None = None
     measured_method: str | None = None
 
@@ -72,6 +74,7 @@ def advise(
     from tuneforge.methods import METHODS
     from tuneforge.models.load import load_tokenizer
     from tuneforge.train.precision import choose_precision
+    from tuneforge.train.speed_plan import plan_speed
 
     if recipe.objective.type not in ("sft", "pretrain"):
         raise ConfigError(
@@ -102,21 +105,42 @@ def advise(
     total_steps = t.max_steps or max(
         1, math.ceil(math.ceil(stats.examples / t.batch_size) / t.grad_accum * t.epochs)
     )
+    autocast = precision.name in ("bf16", "fp16")
+
+    def plan_for(section):
+        return plan_speed(
+            t,
+            section,
+            precision,
+            config,
+            stats.lengths,
+            objective=recipe.objective.type,
+        )
+
+    advice.speed_plan = plan_for(recipe.method).describe()
     for name in names:
         say(f"sizing {name} ...")
-        fp = footprint(config, method_section(recipe, name), total_steps=total_steps)
+        section = method_section(recipe, name)
+        fp = footprint(config, section, total_steps=total_steps)
         memory = None
         if fp.trainable is not None:
+            plan = plan_for(section)
             step = TrainingShape(
                 batch_size=recipe.training.batch_size,
                 seq_len=stats.max_tokens,
                 trained_positions_per_example=stats.max_trained_tokens,
-                autocast=precision.name in ("bf16", "fp16"),
+                autocast=autocast,
                 grad_blocks=fp.grad_blocks,
                 block_weights_train=fp.block_weights_train,
                 lora_dropout_widths=fp.lora_dropout_widths,
                 lora_rank_widths=fp.lora_rank_widths,
+                dora_output_widths=fp.dora_output_widths,
                 quantized_params=fp.quantized_params,
+                half_stored_params=fp.frozen_linear_params if plan.frozen_dtype else 0,
+                attention_score_bytes=(6 if autocast else 4)
+                if plan.attention == "eager"
+                else 0,
+                activation_checkpointing=t.activation_checkpointing,
             )
             memory = estimate_training_memory(
                 shape,
@@ -125,6 +149,10 @@ def advise(
                 step,
                 runtime_bytes=int(runtime_mb * 1024 * 1024),
             )
+            if plan.compile:
+                memory.notes.append(
+                    "compiled blocks: not modelled, measured 250-305 MB lower"
+                )
         advice.methods.append(MethodAdvice(fp, memory))
     if measure:
         say(f"measuring {measure_steps} real steps of {recipe.method.type} ...")
@@ -144,26 +172,39 @@ def render(advice: Advice) -> str:
         + (f", {d.dropped} dropped by the length policy" if d.dropped else "")
         + (f", {d.bad_rows} bad rows skipped" if d.bad_rows else ""),
         f"suggested LoRA rank: {advice.rank.rank} ({advice.rank.reason})",
+        f"speed plan for the recipe's method: {advice.speed_plan}",
         "",
         (
             f"memory estimate for batch {advice.batch_size} x {d.max_tokens} tokens (the longest example), {advice.precision}; "
             "total includes ~the Python/torch runtime:"
         ),
         "",
-        "| method | trainable params | % of model | weights MB | grads MB | optimizer MB | activations MB | logits MB | total MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| method | trainable params | % of model | weights MB | grads MB | optimizer MB | activations MB | logits MB | allocator MB | total MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in advice.methods:
         fp = m.footprint
         if m.memory is None:
-            lines.append(f"| {fp.method} | n/a | | | | | | | {fp.error} |")
+            lines.append(f"| {fp.method} | n/a | | | | | | | | {fp.error} |")
             continue
         mb = m.memory.as_mb()
         pct = 100 * fp.trainable / fp.total if fp.total else 0.0
         lines.append(
             f"| {fp.method} | {fp.trainable:,} | {pct:.2f} | {mb['weights']:.0f} | {mb['gradients']:.0f} | {mb['optimizer']:.0f} | "
-            f"{mb['activations']:.0f} | {mb['logits']:.0f} | {mb['total']:.0f} |"
+            f"{mb['activations']:.0f} | {mb['logits']:.0f} | {mb['allocator']:.0f} | {mb['total']:.0f} |"
         )
+    notes: dict[str, list[str]] = {}
+    for m in advice.methods:
+        for note in m.memory.notes if m.memory else ():
+            notes.setdefault(note, []).append(m.footprint.method)
+    if notes:
+        lines += [
+            "",
+            *(
+                f"note ({', '.join(methods)}): {note}"
+                for note, methods in notes.items()
+            ),
+        ]
     if advice.measured is not None:
         ms = advice.measured
         est = next(
@@ -182,13 +223,14 @@ def render(advice: Advice) -> str:
             ),
         ]
         if est is not None:
-            tensors_mb = est.training_tensors / (1024 * 1024)
+            training_mb = est.training / (1024 * 1024)
             err = (
-                100 * (tensors_mb - ms.training_mb) / ms.training_mb
+                100 * (training_mb - ms.training_mb) / ms.training_mb
                 if ms.training_mb > 0
                 else float("nan")
             )
             lines.append(
-                f"estimate for the same: {tensors_mb:.0f} MB of training tensors ({err:+.0f}% vs measured peak minus runtime)"
+                f"estimate for the same: {training_mb:.0f} MB ({est.training_tensors / (1024 * 1024):.0f} MB of tensors at the peak "
+                f"+ {est.allocator / (1024 * 1024):.0f} MB allocator; {err:+.0f}% vs measured peak minus runtime)"
             )
     return "\n".join(lines)

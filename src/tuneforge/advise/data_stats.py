@@ -25,6 +25,9 @@ class DataStats:
     truncated: int
     dropped: int
     bad_rows: int
+    lengths: tuple[
+        int, ...
+    ] = ()  # tokens per example, in order: what the speed plan reads
 
 
 def data_stats(recipe: Recipe, tokenizer) -> DataStats:
@@ -58,4 +61,5 @@ def data_stats(recipe: Recipe, tokenizer) -> DataStats:
         truncated=report.truncated,
         dropped=len(report.dropped),
         bad_rows=len(loaded.bad_rows),
+        lengths=tuple(lengths),
     )

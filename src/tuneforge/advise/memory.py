@@ -26,7 +26,9 @@ autocast, so master weights, gradients and optimizer states stay fp32):
   gate, up: 5h): 16h + 2 x (8h + 2kv + 4i) bytes. When the blocks' own weights train (full, freeze)
   the weight gradients keep another copy of the linear inputs: + (h + i) x 4 bytes (x 3 under
   autocast). LoRA with dropout > 0 keeps each adapted layer's dropped-out input and its 1-byte mask
-  (width x 5 bytes, x 3 under autocast) and every LoRA A output (r x 4, x 2 under autocast).
+  (width x 5 bytes, x 3 under autocast) and every LoRA A output (r x 4, x 2 under autocast). DoRA
+  layers also keep their base output and their scaled LoRA output for the magnitude's gradient
+  (output width x 8 bytes; under autocast one of them is bf16: x 6).
   Blocks below the first trainable parameter save nothing (no gradient flows there): partial
   fine-tuning of the last N blocks stores N blocks, everything else stores all of them. One more
   block's worth is counted for the transient gradients of the block being back-propagated.
@@ -37,13 +39,28 @@ autocast, so master weights, gradients and optimizer states stay fp32):
   to bf16 for its matmul, and that copy is kept for the backward pass (frozen weights: saved to get
   the input gradient; trainable ones: cached for the step). 2 bytes x the linear weights of the blocks
   gradients flow through, plus the output head (vocab x h).
+- the run's speed plan (``tuneforge.train.speed_plan``, the same functions ``tuneforge train`` calls):
+  frozen linear weights of adapter methods stored in the autocast dtype take 2 bytes each instead
+  of 4 and need no per-step copy (the copies above shrink by the same parameters); eager attention
+  keeps each block's attention probabilities, batch x heads x L^2 x (4 bytes fp32 softmax output + 2
+  bytes for its bf16 copy under autocast); activation checkpointing keeps only each block's fp32
+  input (h x 4 bytes per token) and recomputes one block at a time, so the activations become
+  tokens x (4h x blocks + 2 x one block's saved bytes).
 - logits: the runner computes the output head only on positions with a trained label, so the peak
   holds logits, log-softmax and the logits' gradient for batch_size x (most trained tokens in one
   example) positions: 3 x positions x vocab x 4 bytes.
 
-What is not modelled: allocator fragmentation and caching (torch's CPU allocator returns freed
-blocks to the OS lazily), attention score matrices of the eager attention path (the CPU SDPA kernel
-does not keep them), data-loader copies, and the runtime. The measured comparison in
+The peak: backward frees each block's activations as it writes that block's gradients, so the
+tensors alive at the peak are weights + optimizer + max(activations + logits, gradients), not the sum
+of all five (summing them overestimated full fine-tuning by ~25%).
+
+Allocator: glibc malloc keeps memory freed by one step's activations for the next, in pieces that do
+not always fit the next requests, so the process holds more than is live. Measured as held minus live
+bytes at the peak, it is counted as :data:`ALLOCATOR_OVERHEAD` x (activations + logits).
+
+What is not modelled: compiled blocks (``training.compile``: inductor recomputes cheap elementwise
+work in backward instead of saving it, measured 250-305 MB lower on the built-in model), data-loader
+copies, and the runtime itself (a caller passes it as ``runtime_bytes``). The measured comparison in
 docs/ADVISE.md states how far the estimate is from a real peak RSS on this machine.
 """
 
@@ -71,6 +88,11 @@ GATED_MLP_MODELS = frozenset(
         "smollm3",
     }
 )
+# Memory glibc malloc keeps after a step's activations are freed, as a share of activations + logits:
+# at the peak RSS of 3-step runs on the built-in model (mallinfo2 sampled every 2 ms), held minus
+# live bytes was 36% (LoRA), 38% (prompt tuning), 22% (full), 21% (freeze) of the estimate's
+# activations + logits (docs/ADVISE.md).
+ALLOCATOR_OVERHEAD = 0.3
 NF4_BYTES_PER_PARAM = 0.52  # 4 bits + fp32 absmax per 64 weights, itself 8-bit quantised (double quantisation)
 MB = 1024 * 1024
 
@@ -144,7 +166,17 @@ class TrainingShape:
         0  # sum of input widths of LoRA layers with dropout > 0, per block
     )
     lora_rank_widths: int = 0  # sum of LoRA A output widths (r) per block
+    dora_output_widths: int = 0  # sum of DoRA layers' output widths per block
     quantized_params: int = 0  # parameters stored in 4-bit (QLoRA)
+    half_stored_params: int = (
+        0  # frozen linear weights the speed plan stores in the autocast dtype
+    )
+    attention_score_bytes: int = (
+        0  # bytes eager attention keeps per probability (0: SDPA keeps none)
+    )
+    activation_checkpointing: bool = (
+        False  # blocks recompute their activations in backward
+    )
 
 
 @dataclass
@@ -159,17 +191,28 @@ class MemoryEstimate:
 
     @property
     def training_tensors(self) -> int:
+        """Tensors alive at the peak of a step: the weights and optimizer states, plus whichever is
+        larger of what backward starts from (activations and logits) and the gradients it ends with
+        (backward frees each block's activations as it writes that block's gradients)."""
         return (
             self.weights
-            + self.gradients
             + self.optimizer
-            + self.activations
-            + self.logits
+            + max(self.activations + self.logits, self.gradients)
         )
 
     @property
+    def allocator(self) -> int:
+        """Freed activation memory the allocator still holds at the peak (see ALLOCATOR_OVERHEAD)."""
+        return int(ALLOCATOR_OVERHEAD * (self.activations + self.logits))
+
+    @property
+    def training(self) -> int:
+        """The process's peak minus its runtime: what ``advise --measure`` compares against."""
+        return self.training_tensors + self.allocator
+
+    @property
     def total(self) -> int:
-        return self.training_tensors + self.runtime
+        return self.training + self.runtime
 
     def as_mb(self) -> dict[str, float]:
         parts = {
@@ -178,6 +221,7 @@ class MemoryEstimate:
             "optimizer": self.optimizer,
             "activations": self.activations,
             "logits": self.logits,
+            "allocator": self.allocator,
             "runtime": self.runtime,
             "total": self.total,
         }
@@ -193,8 +237,10 @@ def estimate_training_memory(
     runtime_bytes: int = 0,
 ) -> MemoryEstimate:
     """The component-wise estimate described in the module docstring."""
+    full_width = total_params - step.quantized_params - step.half_stored_params
     weights = int(
-        (total_params - step.quantized_params) * 4
+        full_width * 4
+        + step.half_stored_params * 2
         + step.quantized_params * NF4_BYTES_PER_PARAM
     )
     gradients = trainable_params * 4
@@ -211,11 +257,17 @@ def estimate_training_memory(
     per_token += step.lora_dropout_widths * (
         3 if step.autocast else 5
     ) + step.lora_rank_widths * (2 if step.autocast else 4)
-    activations = tokens * per_token * (blocks + 1 if blocks else 0)
+    per_token += step.dora_output_widths * (6 if step.autocast else 8)
+    per_token += shape.heads * step.seq_len * step.attention_score_bytes
+    if not blocks:
+        activations = 0
+    elif step.activation_checkpointing:
+        activations = tokens * (4 * shape.hidden * blocks + 2 * per_token)
+    else:
+        activations = tokens * per_token * (blocks + 1)
     if step.autocast and trainable_params:
-        activations += 2 * (
-            blocks * shape.linear_params_per_block() + shape.vocab * shape.hidden
-        )
+        cast = blocks * shape.linear_params_per_block() + shape.vocab * shape.hidden
+        activations += 2 * max(0, cast - step.half_stored_params)
     positions = step.batch_size * step.trained_positions_per_example
     logits = 3 * positions * shape.vocab * 4 if trainable_params else 0
     return MemoryEstimate(

@@ -39,7 +39,11 @@ class MethodFootprint:
         0  # per block: input widths of LoRA layers with dropout > 0
     )
     lora_rank_widths: int = 0  # per block: LoRA ranks
+    dora_output_widths: int = 0  # per block: output widths of DoRA layers
     quantized_params: int = 0
+    # weights of frozen plain linear layers (train/speed_plan.frozen_linears): what the speed plan
+    # stores in the autocast dtype for adapter methods
+    frozen_linear_params: int = 0
     device: str = "meta"
     error: str | None = None
 
@@ -139,6 +143,7 @@ def _measure(
 ) -> MethodFootprint:
     from tuneforge.methods import count_parameters
     from tuneforge.methods.freeze import decoder_layers
+    from tuneforge.train.speed_plan import frozen_linears
 
     _, total = count_parameters(model)
     # peft lists per-layer parameters that are bookkeeping, never trained (AdaLoRA's ranknum), in the
@@ -158,7 +163,7 @@ def _measure(
     _, blocks = decoder_layers(model)
     block_of = {id(p): k for k, block in enumerate(blocks) for p in block.parameters()}
     grad_blocks = _grad_blocks(model, blocks, block_of)
-    dropout_widths, rank_widths = _lora_widths(blocks)
+    dropout_widths, rank_widths, dora_widths = _lora_widths(blocks)
     block_weights_train = any(
         p.requires_grad for p in model.parameters() if id(p) in base_block_params
     )
@@ -167,12 +172,14 @@ def _measure(
         method,
         trainable,
         total,
-        grad_blocks,
-        block_weights_train,
-        dropout_widths // n,
-        rank_widths // n,
-        quantized,
-        device,
+        grad_blocks=grad_blocks,
+        block_weights_train=block_weights_train,
+        lora_dropout_widths=dropout_widths // n,
+        lora_rank_widths=rank_widths // n,
+        dora_output_widths=dora_widths // n,
+        quantized_params=quantized,
+        frozen_linear_params=sum(m.weight.numel() for m in frozen_linears(model)),
+        device=device,
     )
 
 
@@ -213,17 +220,20 @@ def _only_after_blocks(model: nn.Module, block_of: dict[int, int]) -> bool:
     return True
 
 
-def _lora_widths(blocks: nn.ModuleList) -> tuple[int, int]:
-    """Sum over LoRA layers of (input width if dropout > 0, rank), through peft's public layer modules."""
-    dropout_widths = rank_widths = 0
+def _lora_widths(blocks: nn.ModuleList) -> tuple[int, int, int]:
+    """Sum over LoRA layers of (input width if dropout > 0, rank, output width if DoRA), through peft's
+    public layer modules (DoRA layers are the ones with a ``lora_magnitude_vector`` entry)."""
+    dropout_widths = rank_widths = dora_widths = 0
     for block in blocks:
         for module in block.modules():
             lora_a = getattr(module, "lora_A", None)
+            lora_b = getattr(module, "lora_B", None)
             dropouts = getattr(module, "lora_dropout", None)
             if not isinstance(lora_a, nn.ModuleDict) or not isinstance(
                 dropouts, nn.ModuleDict
             ):
                 continue
+            magnitudes = getattr(module, "lora_magnitude_vector", None)
             for name, a in lora_a.items():
                 if not isinstance(a, nn.Linear):
                     continue
@@ -231,7 +241,13 @@ def _lora_widths(blocks: nn.ModuleList) -> tuple[int, int]:
                 drop = dropouts[name] if name in dropouts else None  # noqa: SIM401 - ModuleDict has no .get
                 if isinstance(drop, nn.Dropout) and drop.p > 0:
                     dropout_widths += a.in_features
-    return dropout_widths, rank_widths
+                if (
+                    isinstance(magnitudes, nn.ModuleDict)
+                    and name in magnitudes
+                    and isinstance(lora_b, nn.ModuleDict)
+                ):
+                    dora_widths += lora_b[name].out_features
+    return dropout_widths, rank_widths, dora_widths
 
 
 def _linear_params_in_blocks(model: nn.Module) -> int:
