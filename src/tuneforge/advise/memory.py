@@ -28,7 +28,8 @@ autocast, so master weights, gradients and optimizer states stay fp32):
   autocast). LoRA with dropout > 0 keeps each adapted layer's dropped-out input and its 1-byte mask
   (width x 5 bytes, x 3 under autocast) and every LoRA A output (r x 4, x 2 under autocast). DoRA
   layers also keep their base output and their scaled LoRA output for the magnitude's gradient
-  (output width x 8 bytes; under autocast one of them is bf16: x 6).
+  (under autocast one fp32 and one bf16: output width x 6 bytes); in fp32 autograd kept 11.6 bytes
+  per output width on the tiny test Llama, counted as 12 (the third value was not traced).
   Blocks below the first trainable parameter save nothing (no gradient flows there): partial
   fine-tuning of the last N blocks stores N blocks, everything else stores all of them. One more
   block's worth is counted for the transient gradients of the block being back-propagated.
@@ -56,7 +57,10 @@ of all five (summing them overestimated full fine-tuning by ~25%).
 
 Allocator: glibc malloc keeps memory freed by one step's activations for the next, in pieces that do
 not always fit the next requests, so the process holds more than is live. Measured as held minus live
-bytes at the peak, it is counted as :data:`ALLOCATOR_OVERHEAD` x (activations + logits).
+bytes at the peak, it is counted as :data:`ALLOCATOR_OVERHEAD` x (the activations a step allocates +
+logits). With activation checkpointing a step still allocates and frees every block's activations
+(recomputed one block at a time), and the held memory stayed the same (843 vs 788 MB on the LoRA
+quickstart) while the live peak fell, so the share is of the uncheckpointed activations.
 
 What is not modelled: compiled blocks (``training.compile``: inductor recomputes cheap elementwise
 work in backward instead of saving it, measured 250-305 MB lower on the built-in model), data-loader
@@ -88,10 +92,10 @@ GATED_MLP_MODELS = frozenset(
         "smollm3",
     }
 )
-# Memory glibc malloc keeps after a step's activations are freed, as a share of activations + logits:
-# at the peak RSS of 3-step runs on the built-in model (mallinfo2 sampled every 2 ms), held minus
-# live bytes was 36% (LoRA), 38% (prompt tuning), 22% (full), 21% (freeze) of the estimate's
-# activations + logits (docs/ADVISE.md).
+# Memory glibc malloc keeps after a step's activations are freed, as a share of the activations a step
+# allocates (without checkpointing's savings) + logits: at the peak RSS of 3-step runs on the built-in
+# model (mallinfo2 sampled every 2 ms), held minus live bytes was 36% (LoRA), 38% (LoRA with
+# activation checkpointing), 38% (prompt tuning), 22% (full), 21% (freeze) of that (docs/ADVISE.md).
 ALLOCATOR_OVERHEAD = 0.3
 NF4_BYTES_PER_PARAM = 0.52  # 4 bits + fp32 absmax per 64 weights, itself 8-bit quantised (double quantisation)
 MB = 1024 * 1024
@@ -186,6 +190,8 @@ class MemoryEstimate:
     optimizer: int
     activations: int
     logits: int
+    # freed activation memory glibc still holds at the peak (see ALLOCATOR_OVERHEAD)
+    allocator: int = 0
     runtime: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -199,11 +205,6 @@ class MemoryEstimate:
             + self.optimizer
             + max(self.activations + self.logits, self.gradients)
         )
-
-    @property
-    def allocator(self) -> int:
-        """Freed activation memory the allocator still holds at the peak (see ALLOCATOR_OVERHEAD)."""
-        return int(ALLOCATOR_OVERHEAD * (self.activations + self.logits))
 
     @property
     def training(self) -> int:
@@ -257,19 +258,21 @@ def estimate_training_memory(
     per_token += step.lora_dropout_widths * (
         3 if step.autocast else 5
     ) + step.lora_rank_widths * (2 if step.autocast else 4)
-    per_token += step.dora_output_widths * (6 if step.autocast else 8)
+    per_token += step.dora_output_widths * (6 if step.autocast else 12)
     per_token += shape.heads * step.seq_len * step.attention_score_bytes
-    if not blocks:
-        activations = 0
-    elif step.activation_checkpointing:
+    # what a step allocates and frees: every block's activations, also when checkpointing recomputes
+    # them one block at a time (the allocator's share follows this, not what is alive at once)
+    churned = tokens * per_token * (blocks + 1) if blocks else 0
+    if blocks and step.activation_checkpointing:
         activations = tokens * (4 * shape.hidden * blocks + 2 * per_token)
     else:
-        activations = tokens * per_token * (blocks + 1)
+        activations = churned
     if step.autocast and trainable_params:
         cast = blocks * shape.linear_params_per_block() + shape.vocab * shape.hidden
         activations += 2 * max(0, cast - step.half_stored_params)
     positions = step.batch_size * step.trained_positions_per_example
     logits = 3 * positions * shape.vocab * 4 if trainable_params else 0
+    allocator = int(ALLOCATOR_OVERHEAD * (churned + logits))
     return MemoryEstimate(
-        weights, gradients, optimizer, activations, logits, runtime_bytes
+        weights, gradients, optimizer, activations, logits, allocator, runtime_bytes
     )
