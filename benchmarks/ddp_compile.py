@@ -27,34 +27,40 @@ import time
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "examples/quickstart/train.jsonl"
+from speed import (  # benchmarks/ is the script's directory
+    JOB,
+    LORA,
+    LR,
+    MODEL,
+    REPO,
+    TRAIN,
+)
 
 
 def recipe(out_dir: Path, steps: int, batch_size: int, compile_blocks: bool) -> dict:
+    """The speed benchmark's LoRA job (benchmarks/speed.py) as a recipe file for `tuneforge train`."""
     return {
-        "model": {"name": "smollm2-135m-instruct"},
+        "model": {"name": MODEL},
         "method": {
             "type": "lora",
             "lora": {
-                "r": 8,
-                "alpha": 16,
-                "dropout": 0.0,
-                "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                "r": LORA["r"],
+                "alpha": LORA["alpha"],
+                "dropout": LORA["dropout"],
+                "target_modules": LORA["targets"],
             },
         },
         "data": {
             "train": str(TRAIN),
             "format": "alpaca",
             "val_fraction": 0.0,
-            "max_length": 256,
+            "max_length": JOB["max_length"],
         },
         "training": {
             "max_steps": steps,
             "batch_size": batch_size,
-            "learning_rate": 2e-4,
-            "seed": 42,
+            "learning_rate": LR["lora"],
+            "seed": JOB["seed"],
             "logging_steps": 1,
             "save_steps": 10**6,
             "compile": compile_blocks,

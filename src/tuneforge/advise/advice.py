@@ -74,7 +74,7 @@ def advise(
     from tuneforge.methods import METHODS
     from tuneforge.models.load import load_tokenizer
     from tuneforge.train.precision import choose_precision
-    from tuneforge.train.speed_plan import plan_speed
+    from tuneforge.train.speed_plan import EAGER_BYTES_PER_SCORE, plan_speed
 
     if recipe.objective.type not in ("sft", "pretrain"):
         raise ConfigError(
@@ -137,7 +137,8 @@ def advise(
                 dora_output_widths=fp.dora_output_widths,
                 quantized_params=fp.quantized_params,
                 half_stored_params=fp.frozen_linear_params if plan.frozen_dtype else 0,
-                attention_score_bytes=(6 if autocast else 4)
+                # eager keeps the fp32 softmax output, plus its bf16/fp16 copy under autocast
+                attention_score_bytes=(EAGER_BYTES_PER_SCORE if autocast else 4)
                 if plan.attention == "eager"
                 else 0,
                 activation_checkpointing=t.activation_checkpointing,
