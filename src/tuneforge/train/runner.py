@@ -12,6 +12,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,8 +253,10 @@ def speed_plan_for(recipe: Recipe, precision: Precision, model, train_ex, traine
     )  # fmt: skip
 
 
-def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None) -> TrainResult:
-    """Run a whole recipe and return the run directory with its summary and evaluation results."""
+def train(recipe: Recipe, *, resume: bool = False, console: Console | None = None, callbacks: Sequence = ()) -> TrainResult:
+    """Run a whole recipe and return the run directory with its summary and evaluation results.
+
+    ``callbacks`` (transformers ``TrainerCallback`` objects) are added to the run's own."""
     from tuneforge.models.load import load_tokenizer
 
     console = console or Console(stderr=True)
@@ -352,7 +355,7 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     console.print(f"[bold]method[/]: {recipe.method.type}; trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
     args = training_arguments(recipe, run_dir, precision, has_val=bool(val_ex))
-    callbacks = [MetricsLogger(run_dir / METRICS_FILE), RichProgress(console), CheckpointCommit()]
+    callbacks = [MetricsLogger(run_dir / METRICS_FILE), RichProgress(console), CheckpointCommit(), *callbacks]
     if recipe.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience))
     callbacks += method_callbacks(model, recipe.method)  # e.g. AdaLoRA's per-step rank reallocation
