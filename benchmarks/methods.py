@@ -120,7 +120,7 @@ def run_one(args: argparse.Namespace) -> None:
     """Child process: train one method and print its row as JSON on the last stdout line."""
     from rich.console import Console
 
-    from tuneforge.train.precision import choose_precision
+    from tuneforge.models.precision import choose_precision
     from tuneforge.train.runner import train
 
     runtime_mb = peak_rss_mb()

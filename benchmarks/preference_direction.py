@@ -35,10 +35,11 @@ from tuneforge.config import load_recipe
 from tuneforge.data.preference import load_preference_records
 from tuneforge.data.render import render_prompt
 from tuneforge.models.load import load_model, load_tokenizer
-from tuneforge.objectives.preference import build_pair_examples, sequence_logps
+from tuneforge.data.preference_examples import build_pair_examples
+from tuneforge.objectives.preference import sequence_logps
 from tuneforge.objectives.reward import reward_scores
 from tuneforge.runs import load_run
-from tuneforge.train.preference_collator import pad_sides
+from tuneforge.data.preference_collate import pad_sides
 from tuneforge.train.runner import train
 
 DATA = ROOT / "examples" / "preference"

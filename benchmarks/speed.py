@@ -356,7 +356,7 @@ def run_tuneforge(
     from tuneforge.config.schema import Recipe
     from tuneforge.methods import apply_method
     from tuneforge.models.load import load_model, load_tokenizer
-    from tuneforge.train.precision import choose_precision
+    from tuneforge.models.precision import choose_precision
     from tuneforge.train.runner import make_trainer, speed_plan_for, training_arguments
     from tuneforge.train.speed_plan import applied as speed_plan_applied
 

@@ -5,7 +5,7 @@ from tests.helpers.tiny import tiny_llama
 from tuneforge.config import load_recipe
 from tuneforge.data.prepare import prepare_chat
 from tuneforge.data.records import ChatRecord, Message
-from tuneforge.train.precision import Precision
+from tuneforge.models.precision import Precision
 from tuneforge.train.runner import make_trainer, training_arguments
 
 

@@ -17,18 +17,18 @@ from tuneforge.data.preference import PreferenceRecord, UnpairedRecord
 from tuneforge.data.records import Message
 from tuneforge.data.render import IGNORE_INDEX
 from tuneforge.methods import apply_method
-from tuneforge.objectives.preference import (
+from tuneforge.data.preference_examples import (
     build_pair_examples,
     build_unpaired_examples,
     render_answer,
-    sequence_logps,
 )
+from tuneforge.objectives.preference import sequence_logps
 from tuneforge.objectives.reward import (
     apply_reward_method,
     load_reward_model,
     reward_scores,
 )
-from tuneforge.train.preference_collator import pad_sides
+from tuneforge.data.preference_collate import pad_sides
 from tuneforge.train.preference_trainer import make_preference_trainer
 from tuneforge.train.runner import train
 

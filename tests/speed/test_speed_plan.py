@@ -11,7 +11,7 @@ from tests.helpers.tiny import tiny_llama
 from tests.methods.helpers import VOCAB, build, ids
 from tuneforge.config.schema import MethodSection, TrainingSection
 from tuneforge.objectives.losses import trained_positions_loss
-from tuneforge.train.precision import Precision
+from tuneforge.models.precision import Precision
 from tuneforge.train.speed_plan import (
     COMPILE_MIN_TOKENS,
     EAGER_MAX_LENGTH,

@@ -73,7 +73,7 @@ def advise(
     say = progress or (lambda _line: None)
     from tuneforge.methods import METHODS
     from tuneforge.models.load import load_tokenizer
-    from tuneforge.train.precision import choose_precision
+    from tuneforge.models.precision import choose_precision
     from tuneforge.train.speed_plan import EAGER_BYTES_PER_SCORE, plan_speed
 
     if recipe.objective.type not in ("sft", "pretrain"):

@@ -17,7 +17,7 @@ from tuneforge.evaluate.runner import (
     write_results,
 )
 from tuneforge.runs import METRICS_FILE, LoadedRun, load_target
-from tuneforge.train.precision import choose_precision
+from tuneforge.models.precision import choose_precision
 
 
 def evaluate_target(

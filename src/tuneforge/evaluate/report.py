@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tuneforge.errors import DataError
-from tuneforge.train.plots import plot_loss
+from tuneforge.observe.plots import plot_loss
 
 # Metrics with these names are not scores in [0, 1] even when a value happens to fall there (a loss
 # of 0.8); charting them beside accuracies would suggest a comparison that means nothing.

@@ -44,7 +44,7 @@ def build_examples(
             hint="set data.format explicitly, or pick the objective that matches the data",
         )
     if objective in PREFERENCE_OBJECTIVES:
-        from tuneforge.objectives.preference import (
+        from tuneforge.data.preference_examples import (
             build_pair_examples,
             build_unpaired_examples,
         )

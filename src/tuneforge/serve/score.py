@@ -17,9 +17,9 @@ from tuneforge.data.formats import RowError
 from tuneforge.data.preference import _answer, _prompt
 from tuneforge.data.records import Message
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.objectives.preference import render_answer
+from tuneforge.data.preference_examples import render_answer
 from tuneforge.objectives.reward import reward_scores
-from tuneforge.train.preference_collator import pad_sides
+from tuneforge.data.preference_collate import pad_sides
 
 RESPONSE_KEYS = ("response", "completion", "chosen")
 

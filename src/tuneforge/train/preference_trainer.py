@@ -36,7 +36,8 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from tuneforge.config.schema import ObjectiveSection
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.objectives.preference import PairExample, UnpairedExample, sequence_logps
+from tuneforge.data.preference_examples import PairExample, UnpairedExample
+from tuneforge.objectives.preference import sequence_logps
 from tuneforge.objectives.preference_losses import (
     bradley_terry_loss,
     dpo_loss,
@@ -47,7 +48,7 @@ from tuneforge.objectives.preference_losses import (
     simpo_loss,
 )
 from tuneforge.objectives.reward import reward_scores
-from tuneforge.train.preference_collator import (
+from tuneforge.data.preference_collate import (
     PairCollator,
     PreferenceFeature,
     UnpairedCollator,

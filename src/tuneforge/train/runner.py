@@ -74,7 +74,7 @@ from tuneforge.train.distributed import (
     save_final_model,
     world_size,
 )
-from tuneforge.train.precision import Precision, choose_precision
+from tuneforge.models.precision import Precision, choose_precision
 from tuneforge.train.speed_plan import SpeedPlan, plan_speed
 from tuneforge.train.speed_plan import applied as speed_plan_applied
 from tuneforge.train.speed_plan import uncompiled as speed_plan_uncompiled
@@ -224,7 +224,7 @@ def make_trainer(
 
 def _longest_row(example, max_length: int) -> int:
     """Tokens in the longest row an example puts into a micro-batch."""
-    from tuneforge.objectives.preference import PairExample, UnpairedExample
+    from tuneforge.data.preference_examples import PairExample, UnpairedExample
 
     if isinstance(example, PairExample):
         return max(len(example.chosen.input_ids), len(example.rejected.input_ids))
@@ -391,7 +391,7 @@ def train(recipe: Recipe, *, resume: bool = False, console: Console | None = Non
     tokenizer.save_pretrained(str(final_dir))
     console.print(f"[bold]saved[/] {final_dir}")
 
-    from tuneforge.train.plots import plot_loss
+    from tuneforge.observe.plots import plot_loss
 
     plot_loss(run_dir / METRICS_FILE, run_dir / "plots" / "loss.png")
 

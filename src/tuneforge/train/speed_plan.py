@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from tuneforge.config.schema import MethodSection, TrainingSection
-from tuneforge.train.precision import Precision
+from tuneforge.models.precision import Precision
 
 # Longest row (tokens) up to which eager attention was as fast as SDPA or faster on CPU (see above).
 EAGER_MAX_LENGTH = 256

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from tuneforge.data.render import IGNORE_INDEX
-from tuneforge.objectives.preference import PairExample, Side, UnpairedExample
+from tuneforge.data.preference_examples import PairExample, Side, UnpairedExample
 
 
 def pad_sides(sides: Sequence[Side], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from tuneforge.errors import DataError
-from tuneforge.train.plots import plot_loss, read_metrics
+from tuneforge.observe.plots import plot_loss, read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
