@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tuneforge.train.runner import peak_rss_mb
+from tuneforge.observe.memory import peak_rss_mb
 
 QUICKSTART = Path("examples/quickstart")
 # Usual learning rates per family (peft / paper defaults); methods not listed use the recipe's 5e-4.
@@ -121,7 +121,7 @@ def run_one(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     from tuneforge.models.precision import choose_precision
-    from tuneforge.train.runner import train
+    from tuneforge.recipes import train
 
     runtime_mb = peak_rss_mb()
     out_dir = Path(args.workdir) / f"run-{args.one}"
@@ -155,7 +155,7 @@ def run_one(args: argparse.Namespace) -> None:
             train_s=s["train_seconds"],
             peak_train_mb=round(peak_rss_mb()),
         )
-        from tuneforge.runs import load_run
+        from tuneforge.targets import load_run
 
         loaded = load_run(out_dir)
         model, tokenizer = loaded.model, loaded.tokenizer

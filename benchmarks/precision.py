@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from tuneforge.config import load_recipe
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 
 def main() -> None:

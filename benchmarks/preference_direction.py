@@ -38,9 +38,9 @@ from tuneforge.models.load import load_model, load_tokenizer
 from tuneforge.data.preference_examples import build_pair_examples
 from tuneforge.objectives.preference import sequence_logps
 from tuneforge.objectives.reward import reward_scores
-from tuneforge.runs import load_run
+from tuneforge.targets import load_run
 from tuneforge.data.preference_collate import pad_sides
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 DATA = ROOT / "examples" / "preference"
 MODEL = "smollm2-135m-instruct"

@@ -29,7 +29,7 @@ def worker(name: str, steps: int, out: Path) -> None:
 
     from tuneforge.config import load_recipe
     from tuneforge.methods import apply_method, load_base_model
-    from tuneforge.train.runner import train
+    from tuneforge.recipes import train
 
     overrides = [*VARIANTS[name], f"training.max_steps={steps}", "training.precision=fp32", "eval.data=null", "data.val_fraction=0",
                  f"output.dir={out / name}", "output.overwrite=true", "training.logging_steps=1", "method.lora.dropout=0"]  # fmt: skip

@@ -70,7 +70,7 @@ HELDOUT_N = 48
 
 def peak_rss_mb() -> float:
     """This worker's own peak (VmHWM), not the driver's folded in at exec."""
-    from tuneforge.train.runner import peak_rss_mb as own_peak
+    from tuneforge.observe.memory import peak_rss_mb as own_peak
 
     return own_peak()
 
@@ -357,7 +357,9 @@ def run_tuneforge(
     from tuneforge.methods import apply_method
     from tuneforge.models.load import load_model, load_tokenizer
     from tuneforge.models.precision import choose_precision
-    from tuneforge.train.runner import make_trainer, speed_plan_for, training_arguments
+    from tuneforge.recipes.common import planned_speed
+    from tuneforge.train.arguments import training_arguments
+    from tuneforge.train.trainer import make_trainer
     from tuneforge.train.speed_plan import applied as speed_plan_applied
 
     method = {"type": "full"}
@@ -407,14 +409,15 @@ def run_tuneforge(
         args.dataloader_num_workers = lever["workers"]
         args.dataloader_persistent_workers = True
     trainer = make_trainer(
-        model, args, tokenizer, examples, [], training=recipe.training
+        model, args, tokenizer, examples, [], packing=recipe.training.packing
     )
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     heldout = HeldOut(tokenizer)
     timing = make_timing_callback(heldout, budget, counter)
     trainer.add_callback(timing)
-    plan = speed_plan_for(recipe, precision, model, examples, trainer)  # as `tuneforge train` does
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    plan = planned_speed(recipe, precision, config, examples)  # as `tuneforge train` does
     if lever.get("frozen_fp32"):  # lever log only: keep frozen weights fp32 (the code before this plan)
         plan = dataclasses.replace(plan, frozen_dtype=None, frozen_reason="lever: fp32")
     with speed_plan_applied(trainer.model, plan):

@@ -1,4 +1,5 @@
-"""The run directory: the contract between ``train`` and every later command.
+"""The run directory: the contract between ``train`` and every later command (a leaf: loading a run
+back into a model lives in :mod:`tuneforge.targets`).
 
 ```
 runs/<name>/
@@ -17,11 +18,14 @@ runs/<name>/
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.config.load import load_recipe
+
 from tuneforge.config.schema import Recipe
+from tuneforge.data.records import BadRow
 from tuneforge.errors import TuneforgeError
 
 RECIPE_FILE = "recipe.yaml"
@@ -50,70 +54,43 @@ class LoadedRun:
         return bool(self.adapters) or (self.path / ADAPTER_DIR).is_dir()
 
 
-def load_run(path: str | Path, *, dtype=None) -> LoadedRun:
-    """Load a finished run: base + adapter (unmerged) or the full fine-tuned model, with its tokenizer."""
-    import torch
+SKIPPED_FILE = "skipped_rows.jsonl"
+SUMMARY_FILE = "summary.json"
+DATA_REPORT_FILE = "data_report.json"
 
-    from tuneforge.methods import load_base_model, load_method
-    from tuneforge.models.load import load_model, load_tokenizer
 
-    p = Path(path)
-    if not (p / RECIPE_FILE).is_file():
-        raise TuneforgeError(f"{p} is not a tuneforge run directory (no {RECIPE_FILE})", hint="pass the output.dir of a finished `tuneforge train`")
-    recipe = load_recipe(p / RECIPE_FILE)
-    dtype = dtype or torch.float32
-    if recipe.objective.type == "reward":  # a scalar-head reward model, not a causal LM
-        from tuneforge.objectives.reward import load_reward_model as load_model
-    if (p / ADAPTER_DIR).is_dir():
-        tokenizer = load_tokenizer(str(p / ADAPTER_DIR)) if (p / ADAPTER_DIR / "tokenizer_config.json").is_file() else load_tokenizer(recipe.model.name)
-        if recipe.method.type == "qlora":  # the 4-bit base it was trained on, never loaded in full precision
-            base = load_base_model(recipe.model.name, recipe.method)
-        else:
-            base = load_model(recipe.model.name, dtype=dtype)
-        model = load_method(base, p / ADAPTER_DIR, recipe.method)  # a peft or bottleneck adapter
-    elif (p / MODEL_DIR).is_dir():
-        tokenizer = load_tokenizer(str(p / MODEL_DIR))
-        model = load_model(str(p / MODEL_DIR), dtype=dtype)
-    else:
+def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
+    """Create (or, for ``--resume``, reopen) ``output.dir``; never delete a directory tuneforge did not write."""
+    run_dir = Path(recipe.output.dir)
+    finished = (run_dir / ADAPTER_DIR).exists() or (run_dir / MODEL_DIR).exists()
+    if resume:
+        if not (run_dir / RECIPE_FILE).is_file():
+            raise TuneforgeError(f"--resume: {run_dir} holds no run to resume", hint="drop --resume to start a new run")
+        return run_dir
+    if finished and not recipe.output.overwrite:
         raise TuneforgeError(
-            f"{p} has no {ADAPTER_DIR}/ or {MODEL_DIR}/: training did not finish",
-            hint=f"resume it with: tuneforge train {p / RECIPE_FILE} --resume",
+            f"output.dir {run_dir} already holds a finished run",
+            hint="choose another output.dir=..., set output.overwrite=true, or continue it with --resume",
         )
-    model.eval()
-    return LoadedRun(p, recipe, model, tokenizer)
-
-
-def load_target(
-    target: str,
-    *,
-    dtype=None,
-    adapter: str | None = None,
-    weights: dict[str, float] | None = None,
-    combination: str = "cat",
-) -> LoadedRun | tuple[object, object]:
-    """A run directory loads as a run, an adapter bundle as a run with the chosen adapter (or weighted
-    mix) active; anything else as a model spec (built-in name, dir, .gguf, hub id)."""
-    from tuneforge.adapters.bundle import is_bundle_dir, load_bundle
-
-    if is_bundle_dir(target):
-        return load_bundle(target, adapter=adapter, weights=weights, combination=combination, dtype=dtype)
-    if adapter is not None or weights:
-        raise TuneforgeError(
-            f"--adapter/--weights choose among the adapters of a bundle, and {target} is not one",
-            hint="bundle runs first: tuneforge adapters bundle NAME=RUN ... -o DIR, then pass DIR",
-        )
-    if (Path(target) / RECIPE_FILE).is_file():
-        loaded = load_run(target, dtype=dtype)
-        if loaded.recipe.objective.type == "reward":  # a scalar head: nothing to generate with
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / RECIPE_FILE).is_file():
             raise TuneforgeError(
-                f"{target} is a reward model (objective.type: reward); it scores responses and cannot generate",
-                hint=f"score (prompt, response) pairs with: tuneforge score {target} --data FILE",
+                f"output.dir {run_dir} is not empty and is not a tuneforge run directory",
+                hint="choose a new or empty output.dir, e.g. output.dir=runs/my-run",
             )
-        return loaded
-    import torch
+        if not recipe.output.overwrite and (run_dir / CHECKPOINTS_DIR).exists():
+            raise TuneforgeError(
+                f"output.dir {run_dir} holds checkpoints of an unfinished run",
+                hint="continue it with --resume, or set output.overwrite=true to start over",
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
-    from tuneforge.models.load import load_model, load_tokenizer
 
-    model = load_model(target, dtype=dtype or torch.float32)
-    model.eval()
-    return model, load_tokenizer(target)
+def append_bad_rows(path: Path, rows: list[BadRow]) -> None:
+    """Append skipped or dropped rows, each with its source and reason, to ``skipped_rows.jsonl``."""
+    if rows:
+        with path.open("a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row.as_json(), ensure_ascii=False, default=str) + "\n")

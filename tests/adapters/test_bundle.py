@@ -24,8 +24,8 @@ from tuneforge.adapters.bundle import parse_named_runs
 from tuneforge.cli.main import app
 from tuneforge.config import load_recipe
 from tuneforge.errors import TuneforgeError
-from tuneforge.runs import load_run, load_target
-from tuneforge.train.runner import train
+from tuneforge.targets import load_run, load_target
+from tuneforge.recipes import train
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 

@@ -9,7 +9,7 @@ import pytest
 from tests.datatools.conftest import read_jsonl, write_jsonl
 from tuneforge.config import load_recipe
 from tuneforge.errors import ConfigError
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 ROWS = [
     {"instruction": f"Repeat {w}", "output": w, "category": "a" if i < 6 else "b"}

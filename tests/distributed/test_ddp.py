@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from tuneforge.config import load_recipe
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 PACKING = True  # not the default (padding is), so the packed path gets its DDP check here; padding is covered by the single-process tests
 ROWS = [

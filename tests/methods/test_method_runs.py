@@ -16,8 +16,8 @@ from tuneforge.config import load_recipe
 from tuneforge.errors import TuneforgeError
 from tuneforge.export.merge import save_merged
 from tuneforge.methods.qlora import bitsandbytes_available
-from tuneforge.runs import load_run
-from tuneforge.train.runner import train
+from tuneforge.targets import load_run
+from tuneforge.recipes import train
 
 ROWS = [
     {"instruction": "Repeat the word", "input": w, "output": w}

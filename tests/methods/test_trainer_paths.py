@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, TrainingArguments
+from transformers import PrinterCallback
 
 from tests.helpers.tiny import tiny_llama
 from tests.methods.helpers import VOCAB, build, ids
@@ -14,6 +14,7 @@ from tuneforge.data.collate import PadCollator
 from tuneforge.methods import method_callbacks
 from tuneforge.methods.adalora import active_ranks, orthogonal_regularization
 from tuneforge.objectives.losses import causal_lm_loss, trainer_loss
+from tuneforge.train.arguments import TuneforgeTrainingArguments
 from tuneforge.train.trainer import TuneforgeTrainer
 
 
@@ -30,7 +31,7 @@ def trainer_for(model, tmp_path, rows=None, **args) -> TuneforgeTrainer:
     defaults.update(args)
     trainer = TuneforgeTrainer(
         model=model,
-        args=TrainingArguments(**defaults),
+        args=TuneforgeTrainingArguments(**defaults),
         train_dataset=Dataset.from_list(rows) if rows else None,
         data_collator=PadCollator(0),
         compute_loss_func=trainer_loss,
@@ -75,8 +76,7 @@ def test_loraplus_gives_b_matrices_their_own_learning_rate(tmp_path):
         tiny_llama(VOCAB),
         {"type": "loraplus", "lora": {"r": 4, "loraplus_lr_ratio": 8}},
     )
-    trainer = trainer_for(model, tmp_path, learning_rate=1e-3)
-    trainer.loraplus_lr_ratio = 8.0
+    trainer = trainer_for(model, tmp_path, learning_rate=1e-3, loraplus_lr_ratio=8.0)
     optimizer = trainer.create_optimizer()
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     names = {n: p for n, p in model.named_parameters() if p.requires_grad}

@@ -6,7 +6,8 @@ from tuneforge.config import load_recipe
 from tuneforge.data.prepare import prepare_chat
 from tuneforge.data.records import ChatRecord, Message
 from tuneforge.models.precision import Precision
-from tuneforge.train.runner import make_trainer, training_arguments
+from tuneforge.train.arguments import training_arguments
+from tuneforge.train.trainer import make_trainer
 
 
 def _examples(tokenizer):

@@ -30,7 +30,7 @@ from tuneforge.objectives.reward import (
 )
 from tuneforge.data.preference_collate import pad_sides
 from tuneforge.train.preference_trainer import make_preference_trainer
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 LN2 = math.log(2)
 PAIRS = [
@@ -361,7 +361,7 @@ def test_dpo_run_logs_preference_metrics(tmp_path, tiny_model_dir):
 
 def test_reward_run_saves_a_model_that_score_loads(tmp_path, tiny_model_dir):
     from tuneforge.cli.main import app
-    from tuneforge.runs import load_run
+    from tuneforge.targets import load_run
     from tuneforge.serve.score import score_file
 
     result = train(_recipe(tmp_path, tiny_model_dir, "reward", "training.epochs=3"))

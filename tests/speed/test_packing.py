@@ -126,12 +126,11 @@ def test_bad_batches_are_rejected():
 
 def test_trainer_compute_loss_on_packed_batch_equals_padded(tmp_path, tokenizer):
     """The real Trainer path (mask removal, trained-positions head) on a packed batch gives the padded loss."""
-    from transformers import TrainingArguments
-
-    from tuneforge.config.schema import MethodSection, TrainingSection
+    from tuneforge.config.schema import MethodSection
     from tuneforge.data.render import Tokenized
     from tuneforge.methods import apply_method
-    from tuneforge.train.runner import make_trainer
+    from tuneforge.train.arguments import TuneforgeTrainingArguments
+    from tuneforge.train.trainer import make_trainer
 
     model = apply_method(
         tiny_llama(len(tokenizer), tie=False),
@@ -143,7 +142,7 @@ def test_trainer_compute_loss_on_packed_batch_equals_padded(tmp_path, tokenizer)
         Tokenized(input_ids=f["input_ids"], labels=f["labels"], source="t")
         for f in feats
     ]
-    args = TrainingArguments(
+    args = TuneforgeTrainingArguments(
         output_dir=str(tmp_path),
         use_cpu=True,
         report_to=[],
@@ -157,7 +156,7 @@ def test_trainer_compute_loss_on_packed_batch_equals_padded(tmp_path, tokenizer)
             tokenizer,
             examples,
             [],
-            training=TrainingSection(packing=packing),
+            packing=packing,
         )
         batch = trainer.data_collator(feats)
         assert ("position_ids" in batch) == packing

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tuneforge.config import load_recipe
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import torch
 
 from tuneforge.config import load_recipe
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.train.runner import train
+from tuneforge.recipes import train
 
 ROWS = [
     {"instruction": "Repeat the word", "input": w, "output": json.dumps({"word": w})}
@@ -77,14 +77,12 @@ def test_finished_run_is_not_overwritten(tmp_path, tiny_model_dir):
         train(recipe)
 
 
-def test_resume_continues_to_the_same_end(tmp_path, tiny_model_dir, monkeypatch):
+def test_resume_continues_to_the_same_end(tmp_path, tiny_model_dir):
     """Stopping after step 2 and resuming gives the same final adapter as an uninterrupted run."""
     full = train(recipe_for(tmp_path / "a", tiny_model_dir, "eval.data=null", "training.save_steps=2", "data.val_fraction=0"))
     part_recipe = recipe_for(tmp_path / "b", tiny_model_dir, "eval.data=null", "training.save_steps=2", "data.val_fraction=0")
     # Simulate an interruption: train to step 2 with the same schedule, then drop the final weights.
     from transformers import TrainerCallback
-
-    from tuneforge.train import runner
 
     class Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -92,16 +90,7 @@ def test_resume_continues_to_the_same_end(tmp_path, tiny_model_dir, monkeypatch)
                 control.should_training_stop = True
                 control.should_save = True
 
-    original = runner.make_trainer
-
-    def with_stop(*a, **k):
-        t = original(*a, **k)
-        t.add_callback(Stop())
-        return t
-
-    monkeypatch.setattr(runner, "make_trainer", with_stop)
-    train(part_recipe)
-    monkeypatch.undo()
+    train(part_recipe, callbacks=[Stop()])
     run_b = tmp_path / "b" / "run"
     import shutil
 
@@ -126,7 +115,7 @@ def test_eval_chat_export_on_a_run(tmp_path, tiny_model_dir, capsys):
 
     from tuneforge.evaluate.command import evaluate_target
     from tuneforge.export.merge import save_merged
-    from tuneforge.runs import load_run
+    from tuneforge.targets import load_run
     from tuneforge.serve.session import chat_loop
 
     result = train(recipe_for(tmp_path, tiny_model_dir, "training.max_steps=2", "eval.data=null", "training.learning_rate=0.05"))

@@ -27,14 +27,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from peft import PeftModel
+
+from tuneforge.adapters.combine import WEIGHTED_ADAPTER, add_weighted, select_adapter
+from tuneforge.config.load import load_recipe
 from tuneforge.errors import TuneforgeError
-
-if TYPE_CHECKING:
-    import torch
-
-    from tuneforge.runs import LoadedRun
+from tuneforge.models.builtin import is_builtin
+from tuneforge.models.load import load_model, load_tokenizer
+from tuneforge.runs import ADAPTER_DIR, MODEL_DIR, RECIPE_FILE, LoadedRun
 
 BUNDLE_FILE = "bundle.json"
 ADAPTERS_DIR = "adapters"
@@ -97,8 +100,32 @@ def write_bundle(
     The directory is assembled in a temporary sibling and renamed into place, so a failed write never
     leaves a half bundle; an existing ``out`` is replaced only if it is itself a bundle.
     """
-    from tuneforge.runs import ADAPTER_DIR, RECIPE_FILE
+    default = _check_names(runs, default)
+    out = Path(out)
+    _check_target(out)
+    entries, bases, fingerprints, first_tokenizer = _inspect_runs(runs)
+    _check_same(
+        "base model",
+        bases,
+        hint="train every adapter from the same model.name; adapters only fit the base they were trained on",
+    )
+    _check_same(
+        "tokenizer",
+        fingerprints,
+        hint="a tokenizer with other ids or another chat template makes the adapters read different tokens; retrain with one tokenizer",
+    )
+    _check_same(
+        "peft type",
+        {n: str(e["peft_type"]) for n, e in entries.items()},
+        hint="one peft model holds adapters of one kind; bundle LoRA runs with LoRA runs (rsLoRA, DoRA, PiSSA are LoRA), IA3 with IA3, ...",
+    )
+    info = BundleInfo(out, bases[default], fingerprints[default], default, entries)
+    _write_atomically(out, lambda tmp: _fill_bundle(tmp, runs, info, first_tokenizer))
+    return info
 
+
+def _check_names(runs: dict[str, str | Path], default: str | None) -> str:
+    """Validate the adapter names and return the default adapter's name."""
     if not runs:
         raise TuneforgeError(
             "no adapters given", hint="name at least one run: NAME=RUN_DIR"
@@ -111,9 +138,13 @@ def write_bundle(
             f"--default {default!r} is not one of the adapters {list(runs)}",
             hint="name one of the bundled adapters",
         )
-    out = Path(out)
-    _check_target(out)
+    return default
 
+
+def _inspect_runs(
+    runs: dict[str, str | Path],
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, str], Any]:
+    """Per run: its bundle.json entry, base model key and tokenizer fingerprint; and the first tokenizer."""
     entries: dict[str, dict[str, Any]] = {}
     bases: dict[str, str] = {}
     fingerprints: dict[str, str] = {}
@@ -140,49 +171,38 @@ def write_bundle(
             "method": recipe.method.type,
             "peft_type": config.get("peft_type"),
         }
-    _check_same(
-        "base model",
-        bases,
-        hint="train every adapter from the same model.name; adapters only fit the base they were trained on",
-    )
-    _check_same(
-        "tokenizer",
-        fingerprints,
-        hint="a tokenizer with other ids or another chat template makes the adapters read different tokens; retrain with one tokenizer",
-    )
-    _check_same(
-        "peft type",
-        {n: str(e["peft_type"]) for n, e in entries.items()},
-        hint="one peft model holds adapters of one kind; bundle LoRA runs with LoRA runs (rsLoRA, DoRA, PiSSA are LoRA), IA3 with IA3, ...",
-    )
+    return entries, bases, fingerprints, first_tokenizer
 
+
+def _fill_bundle(tmp: Path, runs: dict[str, str | Path], info: BundleInfo, tokenizer: Any) -> None:
+    """Copy each run's adapter files and recipe, the tokenizer and bundle.json into ``tmp``."""
+    for name, run in runs.items():
+        target = tmp / ADAPTERS_DIR / name
+        target.mkdir(parents=True)
+        for f in (Path(run) / ADAPTER_DIR).iterdir():
+            if f.is_file() and (
+                f.name in _ADAPTER_FILES or f.name.endswith(".safetensors")
+            ):
+                shutil.copy2(f, target / f.name)
+        shutil.copy2(Path(run) / RECIPE_FILE, target / RECIPE_FILE)
+    tokenizer.save_pretrained(str(tmp))
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "written_by": "tuneforge",
+        "base_model": info.base_model,
+        "tokenizer_fingerprint": info.tokenizer_fingerprint,
+        "default": info.default,
+        "adapters": info.adapters,
+    }
+    (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_atomically(out: Path, fill) -> None:
+    """Build the directory with ``fill(tmp)`` in a temporary sibling, then rename it over ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        for name, run in runs.items():
-            target = tmp / ADAPTERS_DIR / name
-            target.mkdir(parents=True)
-            src = Path(run) / ADAPTER_DIR
-            for f in src.iterdir():
-                if f.is_file() and (
-                    f.name in _ADAPTER_FILES or f.name.endswith(".safetensors")
-                ):
-                    shutil.copy2(f, target / f.name)
-            shutil.copy2(Path(run) / RECIPE_FILE, target / RECIPE_FILE)
-        first_tokenizer.save_pretrained(str(tmp))
-        base_name = bases[default]
-        info = BundleInfo(out, base_name, fingerprints[default], default, entries)
-        meta = {
-            "format": BUNDLE_FORMAT,
-            "written_by": "tuneforge",
-            "base_model": base_name,
-            "tokenizer_fingerprint": info.tokenizer_fingerprint,
-            "default": default,
-            "adapters": entries,
-        }
-        (tmp / BUNDLE_FILE).write_text(
-            json.dumps(meta, indent=2) + "\n", encoding="utf-8"
-        )
+        fill(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             old.rmdir()
@@ -194,7 +214,6 @@ def write_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return info
 
 
 def read_bundle(path: str | Path) -> BundleInfo:
@@ -248,18 +267,6 @@ def load_bundle(
     returned run's recipe is the one the active adapter was trained with, so evaluation uses its
     max_length and metrics. Switch later with :func:`tuneforge.adapters.combine.select_adapter`.
     """
-    import torch
-    from peft import PeftModel
-
-    from tuneforge.adapters.combine import (
-        WEIGHTED_ADAPTER,
-        add_weighted,
-        select_adapter,
-    )
-    from tuneforge.config.load import load_recipe
-    from tuneforge.models.load import load_model, load_tokenizer
-    from tuneforge.runs import RECIPE_FILE, LoadedRun
-
     info = read_bundle(path)
     if adapter is not None and weights:
         raise TuneforgeError(
@@ -334,9 +341,6 @@ def _check_target(out: Path) -> None:
 
 def _adapter_run(name: str, run: Path):
     """(recipe, adapter dir) of a finished adapter run, or an error that says what ``run`` is instead."""
-    from tuneforge.config.load import load_recipe
-    from tuneforge.runs import ADAPTER_DIR, MODEL_DIR, RECIPE_FILE
-
     if not (run / RECIPE_FILE).is_file():
         raise TuneforgeError(
             f"{name}={run}: not a tuneforge run directory (no {RECIPE_FILE})",
@@ -357,8 +361,6 @@ def _adapter_run(name: str, run: Path):
 
 
 def _run_tokenizer(adapter_dir: Path, base_name: str) -> Any:
-    from tuneforge.models.load import load_tokenizer
-
     if (adapter_dir / "tokenizer_config.json").is_file():
         return load_tokenizer(str(adapter_dir))
     return load_tokenizer(base_name)
@@ -366,8 +368,6 @@ def _run_tokenizer(adapter_dir: Path, base_name: str) -> Any:
 
 def _base_key(name: str) -> str:
     """The base model as a comparable string: built-in names as is, local paths resolved, hub ids as is."""
-    from tuneforge.models.builtin import is_builtin
-
     if is_builtin(name):
         return name
     p = Path(name).expanduser()

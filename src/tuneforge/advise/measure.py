@@ -70,8 +70,8 @@ def measure_training_memory(
 
 
 def high_water_mb() -> float:
-    """Peak RSS of this process image; see :func:`tuneforge.train.runner.peak_rss_mb`."""
-    from tuneforge.train.runner import peak_rss_mb
+    """Peak RSS of this process image; see :func:`tuneforge.observe.memory.peak_rss_mb`."""
+    from tuneforge.observe.memory import peak_rss_mb
 
     return peak_rss_mb()
 
@@ -82,7 +82,7 @@ def _child(spec_path: str) -> None:
     from rich.console import Console
 
     from tuneforge.config.load import validate_recipe
-    from tuneforge.train.runner import train
+    from tuneforge.recipes import train
 
     runtime_mb = high_water_mb()
     recipe = validate_recipe(json.loads(Path(spec_path).read_text()), source=spec_path)

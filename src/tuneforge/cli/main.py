@@ -52,7 +52,8 @@ def user_errors(fn):
         "Examples:\n\n"
         "- `tuneforge train examples/quickstart/recipe.yaml`\n\n"
         "- `tuneforge train my.yaml data.train=data/tickets.jsonl method.lora.r=8 training.epochs=1`\n\n"
-        "- `tuneforge train runs/my-run/recipe.yaml --resume`"
+        "- `tuneforge train runs/my-run/recipe.yaml --resume`\n\n"
+        "- `tuneforge train my.yaml --dry-run` (check the recipe and data; loads no model weights)"
     )
 )
 @user_errors
@@ -60,12 +61,19 @@ def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see docs/RECIPES.md).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. training.epochs=1 method.lora.r=8.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest complete checkpoint in output.dir.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the recipe and its data files, print the resolved recipe and the speed plan, and exit without loading model weights.")] = False,
 ) -> None:
     """Train a recipe: validate data, fine-tune, save the adapter/model, evaluate before and after."""
     from tuneforge.config import load_recipe
-    from tuneforge.train.runner import train as run_training
+    from tuneforge.recipes import dry_run as check_recipe
+    from tuneforge.recipes import train as run_training
 
     rec = load_recipe(recipe, overrides or [])
+    if dry_run:
+        for line in check_recipe(rec).lines():
+            typer.echo(line)
+        typer.echo(f"ok: {recipe} is ready to train")
+        return
     run_training(rec, resume=resume, console=err)
 
 
@@ -153,7 +161,7 @@ def export(
 
     from tuneforge.adapters.bundle import is_bundle_dir
     from tuneforge.export.merge import save_merged
-    from tuneforge.runs import load_run, load_target
+    from tuneforge.targets import load_run, load_target
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if dtype not in dtypes:

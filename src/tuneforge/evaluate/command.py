@@ -16,7 +16,8 @@ from tuneforge.evaluate.runner import (
     evaluate_model,
     write_results,
 )
-from tuneforge.runs import METRICS_FILE, LoadedRun, load_target
+from tuneforge.runs import METRICS_FILE, LoadedRun
+from tuneforge.targets import load_target
 from tuneforge.models.precision import choose_precision
 
 

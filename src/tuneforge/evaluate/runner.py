@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from transformers import PreTrainedTokenizerBase
 
+from tuneforge.config.schema import Recipe
 from tuneforge.data.prepare import prepare_chat
 from tuneforge.data.records import ChatRecord
 from tuneforge.data.render import render_prompt
@@ -32,6 +33,19 @@ class EvalSettings:
     num_samples: int = 5
     task_metric: str | None = None
     autocast_dtype: torch.dtype | None = None
+
+
+def eval_settings_for(recipe: Recipe, autocast_dtype: torch.dtype | None) -> EvalSettings:
+    """The recipe's ``eval`` section, evaluated under the training run's autocast dtype."""
+    return EvalSettings(
+        metrics=recipe.eval.metrics,
+        max_new_tokens=recipe.eval.max_new_tokens,
+        batch_size=recipe.eval.batch_size,
+        max_length=recipe.data.max_length,
+        num_samples=recipe.eval.num_samples,
+        task_metric=recipe.headline_metric,
+        autocast_dtype=autocast_dtype,
+    )
 
 
 @dataclass
@@ -129,3 +143,9 @@ def eval_records_from(records: Sequence, source: str) -> list[ChatRecord]:
         raise DataError(f"{bad[0]}: the last message must be the assistant's reference answer ({len(bad)} such rows)")
     return chats
 
+
+
+def print_scores(console: Console, ev: ModelEval, headline: str | None) -> None:
+    """One line: loss, perplexity and the headline metric of one evaluated model."""
+    keys = [k for k in ("eval_loss", "perplexity", headline) if k and k in ev.scores]
+    console.print("  " + ", ".join(f"{k} {ev.scores[k]:.4f}" for k in keys) + f"  ({ev.timings['generate_s']:.0f}s generation)")

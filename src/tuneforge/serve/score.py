@@ -86,7 +86,7 @@ def score_file(
     batch_size: int = 8,
 ) -> int:
     """Score every row of ``stream`` with the reward model of ``run``; write JSONL to ``out``; return the count."""
-    from tuneforge.runs import load_run
+    from tuneforge.targets import load_run
 
     loaded = load_run(run)
     if loaded.recipe.objective.type != "reward":

@@ -6,7 +6,8 @@ import sys
 
 from rich.console import Console
 
-from tuneforge.runs import LoadedRun, load_target
+from tuneforge.runs import LoadedRun
+from tuneforge.targets import load_target
 from tuneforge.serve.chat import GenerationSettings, stream_reply
 
 HELP = "commands: /reset clears the conversation, /exit quits"

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -21,11 +22,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from transformers import (
+    EarlyStoppingCallback,
     TrainerCallback,
     TrainerControl,
     TrainerState,
     TrainingArguments,
 )
+
+from tuneforge.config.schema import TrainingSection
+from tuneforge.errors import TuneforgeError
+from tuneforge.runs import CHECKPOINTS_DIR, METRICS_FILE
 
 COMMIT_MARKER = "tuneforge-commit.json"
 
@@ -145,3 +151,21 @@ def latest_committed_checkpoint(checkpoints_dir: Path) -> Path | None:
         if child.is_dir() and name.startswith("checkpoint-") and name[11:].isdigit() and (child / COMMIT_MARKER).is_file():
             found.append((int(name[11:]), child))
     return max(found)[1] if found else None
+
+
+def run_callbacks(
+    run_dir: Path, console: Console, training: TrainingSection, extra: Sequence[TrainerCallback] = ()
+) -> list[TrainerCallback]:
+    """Every run's callbacks: metrics.jsonl, progress, checkpoint markers, early stopping if set, then ``extra``."""
+    callbacks: list[TrainerCallback] = [MetricsLogger(run_dir / METRICS_FILE), RichProgress(console), CheckpointCommit()]
+    if training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training.early_stopping_patience))
+    return callbacks + list(extra)
+
+
+def checkpoint_to_resume(run_dir: Path) -> Path:
+    """The checkpoint ``--resume`` continues from, or an error saying there is none."""
+    checkpoint = latest_committed_checkpoint(run_dir / CHECKPOINTS_DIR)
+    if checkpoint is None:
+        raise TuneforgeError(f"--resume: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}", hint="start the run again without --resume")
+    return checkpoint

@@ -9,24 +9,36 @@ Only public hooks are overridden:
   Prompt-learning adapters (prefix / prompt tuning, P-Tuning) exist only in the peft model's own
   forward, so for them the loss always goes through it (:func:`prompt_learning_loss`). AdaLoRA's
   orthogonality penalty is added here, because peft adds it only to a loss the model computes itself.
-- ``create_optimizer``: with ``loraplus_lr_ratio`` set (LoRA+), the B matrices get their own
+- ``create_optimizer``: with ``args.loraplus_lr_ratio`` set (LoRA+), the B matrices get their own
   parameter group with ratio x the learning rate (peft's ``create_loraplus_optimizer``).
+
+Its arguments are :class:`~tuneforge.train.arguments.TuneforgeTrainingArguments`, which carry those
+options; :func:`make_trainer` builds it for the sft and pretrain recipes.
 """
 
 from __future__ import annotations
 
-import torch
-from peft import PeftModel
-from transformers import Trainer
+from collections.abc import Sequence
 
-from tuneforge.data.packing import model_inputs
+import torch
+from datasets import Dataset
+from peft import PeftModel
+from peft.optimizers import create_loraplus_optimizer
+from transformers import PrinterCallback, Trainer, TrainerCallback
+
+from tuneforge.data.collate import PadCollator
+from tuneforge.data.packing import PackedCollator, model_inputs
+from tuneforge.data.prepare import to_features
+from tuneforge.data.render import Tokenized
 from tuneforge.methods.adalora import is_adalora, orthogonal_regularization
 from tuneforge.methods.prompt import align_labels, is_prompt_learning
 from tuneforge.objectives.losses import (
     causal_lm_loss,
     supports_trained_positions_loss,
     trained_positions_loss,
+    trainer_loss,
 )
+from tuneforge.train.arguments import TuneforgeTrainingArguments
 from tuneforge.train.speed_plan import uncompiled
 
 
@@ -41,10 +53,7 @@ def prompt_learning_loss(
 class TuneforgeTrainer(Trainer):
     # compute_loss returns a loss already divided by the accumulated batch's token count.
     loss_is_scaled_for_ga = True
-    # LoRA+: learning rate of the B matrices / learning rate of the rest (None: one group, as usual).
-    loraplus_lr_ratio: float | None = None
-    # Fused, chunked output head + cross-entropy on the fast path (training.head_chunk_rows; None: plain head).
-    head_chunk_rows: int | None = None
+    args: TuneforgeTrainingArguments
 
     def compute_loss(
         self, model, inputs, return_outputs=False, num_items_in_batch=None
@@ -70,7 +79,7 @@ class TuneforgeTrainer(Trainer):
                         inputs,
                         labels,
                         num_items_in_batch,
-                        chunk_rows=self.head_chunk_rows,
+                        chunk_rows=self.args.head_chunk_rows,
                     )
         if loss is None:
             return self._with_regularisers(
@@ -98,10 +107,8 @@ class TuneforgeTrainer(Trainer):
         return result + share
 
     def create_optimizer(self, model=None):
-        if self.loraplus_lr_ratio is None or self.optimizer is not None:
+        if self.args.loraplus_lr_ratio is None or self.optimizer is not None:
             return super().create_optimizer(model)
-        from peft.optimizers import create_loraplus_optimizer
-
         opt_model = self.model if model is None else model
         optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(
             self.args, opt_model
@@ -111,8 +118,32 @@ class TuneforgeTrainer(Trainer):
             opt_model,
             optimizer_cls,
             lr=self.args.learning_rate,
-            loraplus_lr_ratio=self.loraplus_lr_ratio,
+            loraplus_lr_ratio=self.args.loraplus_lr_ratio,
             loraplus_weight_decay=self.args.weight_decay,
             **optimizer_kwargs,
         )
         return self.optimizer
+
+
+def make_trainer(
+    model,
+    args: TuneforgeTrainingArguments,
+    tokenizer,
+    train_ex: Sequence[Tokenized],
+    val_ex: Sequence[Tokenized],
+    callbacks: Sequence[TrainerCallback] = (),
+    *,
+    packing: bool = False,
+) -> TuneforgeTrainer:
+    """The trainer of the sft and pretrain recipes: packed (or padded) batches, token-normalised loss."""
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(to_features(train_ex)),
+        eval_dataset=Dataset.from_list(to_features(val_ex)) if val_ex else None,
+        data_collator=PackedCollator() if packing else PadCollator(tokenizer.pad_token_id),
+        compute_loss_func=trainer_loss,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # RichProgress shows progress; the printer would repeat it
+    return trainer

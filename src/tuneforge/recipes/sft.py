@@ -1,0 +1,69 @@
+"""The sft and pretrain recipe: a whole supervised fine-tuning (or continued pretraining) run, top to bottom.
+
+sft trains the assistant turns of alpaca / messages data; pretrain trains every token of raw text
+cut into ``data.max_length`` chunks. Both use the token-normalised causal LM loss with the output
+head on trained positions only (:class:`~tuneforge.train.trainer.TuneforgeTrainer`).
+
+The base model is evaluated before the method is applied (identical outputs for identity-at-init
+methods, and no adapter to disable), the tuned one after training, both on the same examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from rich.console import Console
+from transformers import TrainerCallback
+
+from tuneforge.config.schema import Recipe
+from tuneforge.methods import (
+    apply_method,
+    load_base_model,
+    loraplus_ratio,
+    method_callbacks,
+    planned_optimizer_steps,
+)
+from tuneforge.models.load import load_tokenizer
+from tuneforge.recipes.common import (
+    TrainResult,
+    build_run_examples,
+    evaluate_base,
+    finish,
+    fit,
+    load_run_data,
+    read_chat,
+    report_parameters,
+    speed_plan_for,
+    start_run,
+)
+from tuneforge.train.arguments import training_arguments
+from tuneforge.train.callbacks import run_callbacks
+from tuneforge.train.trainer import make_trainer
+
+
+def train_sft(
+    recipe: Recipe, *, resume: bool = False, console: Console | None = None, callbacks: Sequence[TrainerCallback] = ()
+) -> TrainResult:
+    """Run an sft or pretrain recipe; ``callbacks`` are added to the run's own."""
+    run = start_run(recipe, resume, console)
+    data = load_run_data(run, read_chat, read_eval=read_chat)  # bad rows stop the run before any model loads
+
+    run.console.print(f"[bold]model[/]: {recipe.model.name}")
+    tokenizer = load_tokenizer(recipe.model.name)
+    train_ex, val_ex = build_run_examples(run, data, tokenizer)
+    # qlora: the 4-bit base is loaded directly, never in full precision first
+    model = load_base_model(recipe.model.name, recipe.method, dtype=torch.float32)
+    model.config.use_cache = False  # packed/padded training must build the full attention mask
+    evals = evaluate_base(run, model, tokenizer, data.eval_records)
+
+    t = recipe.training
+    steps = planned_optimizer_steps(len(train_ex), t.batch_size, t.grad_accum, t.epochs, t.max_steps)
+    model = apply_method(model, recipe.method, total_steps=steps)  # adalora schedules its ranks over the steps
+    report_parameters(run, model)
+
+    args = training_arguments(recipe, run.run_dir, run.precision, has_val=bool(val_ex), loraplus_lr_ratio=loraplus_ratio(recipe.method))
+    all_callbacks = run_callbacks(run.run_dir, run.console, t, [*method_callbacks(model, recipe.method), *callbacks])
+    trainer = make_trainer(model, args, tokenizer, train_ex, val_ex, all_callbacks, packing=t.packing)
+    fitted = fit(run, trainer, speed_plan_for(run, model, train_ex, trainer))
+    return finish(run, trainer, fitted, tokenizer, evals, data.eval_records)
