@@ -2,6 +2,11 @@
 
 User errors (:class:`TuneforgeError`) print as a message and a hint, with exit status 2 and no
 traceback; anything else is a bug and keeps its traceback.
+
+Commands import the library inside their function body: `tuneforge --help` takes 0.3 s, and
+importing the training stack first (torch, transformers, peft, bitsandbytes) takes about 10 s
+(measured 2026-12-01, `python -c "import tuneforge.recipes"` on a 2-core EPYC). Those imports carry
+a ``lazy:`` comment that points here.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the recipe and its data files, print the resolved recipe and the speed plan, and exit without loading model weights.")] = False,
 ) -> None:
     """Train a recipe: validate data, fine-tune, save the adapter/model, evaluate before and after."""
+    # lazy: keeps `tuneforge --help` fast (module docstring)
     from tuneforge.config import load_recipe
     from tuneforge.recipes import dry_run as check_recipe
     from tuneforge.recipes import train as run_training
@@ -100,6 +106,7 @@ def eval_cmd(
     weights: Annotated[str | None, typer.Option(help="Adapter bundle: evaluate a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
 ) -> None:
     """Evaluate a run or a model: loss, perplexity and generation metrics, with a Markdown/HTML report."""
+    # lazy: keeps `tuneforge --help` fast (module docstring)
     from tuneforge.evaluate.command import evaluate_target
 
     evaluate_target(
@@ -136,6 +143,7 @@ def chat(
     weights: Annotated[str | None, typer.Option(help="Adapter bundle: answer with a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
 ) -> None:
     """Chat with a run, an adapter bundle or a model; replies stream token by token."""
+    # lazy: keeps `tuneforge --help` fast (module docstring)
     from tuneforge.serve.session import chat_loop
 
     chat_loop(
@@ -157,6 +165,7 @@ def export(
     combination: Annotated[str, typer.Option(help="How --weights mixes: cat (exact weighted sum), svd (exact, truncated rank) or linear (approximate).")] = "cat",
 ) -> None:
     """Export a run as a standalone model that plain `transformers` loads."""
+    # lazy: keeps `tuneforge --help` fast (module docstring)
     import torch
 
     from tuneforge.adapters.bundle import is_bundle_dir
@@ -181,6 +190,7 @@ _data_cli.register(app)
 
 
 def _weights(text: str | None) -> dict[str, float] | None:
+    # lazy: keeps `tuneforge --help` fast (module docstring)
     from tuneforge.adapters.combine import parse_weights
 
     return parse_weights(text) if text else None

@@ -6,6 +6,7 @@ Nothing is dropped silently: every example that is truncated or left out is coun
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,8 +105,6 @@ def _finish(report: PrepareReport, examples: list[Tokenized]) -> None:
 
 def split_examples(examples: list[Tokenized], fraction: float, seed: int) -> tuple[list[Tokenized], list[Tokenized]]:
     """Hold out a seeded random fraction for validation (at least one example when fraction > 0)."""
-    import random
-
     if fraction <= 0:
         return examples, []
     order = list(range(len(examples)))

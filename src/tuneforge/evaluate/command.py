@@ -16,6 +16,7 @@ from tuneforge.evaluate.runner import (
     evaluate_model,
     write_results,
 )
+from tuneforge.models.load import load_model
 from tuneforge.runs import METRICS_FILE, LoadedRun
 from tuneforge.targets import load_target
 from tuneforge.models.precision import choose_precision
@@ -77,8 +78,6 @@ def evaluate_target(
             with model.disable_adapter():  # the base is the same weights with the adapter switched off
                 evals.append(evaluate_model("base", model, tokenizer, records, settings, console))
         else:
-            from tuneforge.models.load import load_model
-
             base = load_model(loaded.recipe.model.name)
             evals.append(evaluate_model("base", base, tokenizer, records, settings, console))
             del base

@@ -19,9 +19,11 @@ from tuneforge.config.schema import Recipe
 from tuneforge.data.prepare import prepare_chat
 from tuneforge.data.records import ChatRecord
 from tuneforge.data.render import render_prompt
+from tuneforge.errors import DataError
 from tuneforge.evaluate.generate import generate_batch
 from tuneforge.evaluate.loss import evaluate_loss
 from tuneforge.evaluate.metrics import compute_metrics
+from tuneforge.evaluate.report import write_report
 
 
 @dataclass
@@ -102,8 +104,6 @@ def write_results(
     metrics_jsonl: Path | None = None,
 ) -> dict:
     """eval/<name>.json, eval/predictions-<name>.jsonl, eval/results.json and report.md/.html."""
-    from tuneforge.evaluate.report import write_report
-
     out_dir.mkdir(parents=True, exist_ok=True)
     for ev in evals:
         (out_dir / f"{ev.name}.json").write_text(json.dumps({"model": ev.name, "data": data_path, **ev.scores}, indent=2))
@@ -133,8 +133,6 @@ def write_results(
 
 def eval_records_from(records: Sequence, source: str) -> list[ChatRecord]:
     """Generation metrics need chat records whose last turn is the assistant's reference answer."""
-    from tuneforge.errors import DataError
-
     chats = [r for r in records if isinstance(r, ChatRecord)]
     if len(chats) != len(records):
         raise DataError(f"{source}: generation metrics need alpaca or messages data, not raw text")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
+from tuneforge.data.preference_examples import build_pair_examples, build_unpaired_examples
 from tuneforge.data.prepare import PrepareReport, prepare_chat, prepare_text
 from tuneforge.data.records import ChatRecord, Record, TextRecord
 from tuneforge.data.render import Tokenized
@@ -44,11 +45,6 @@ def build_examples(
             hint="set data.format explicitly, or pick the objective that matches the data",
         )
     if objective in PREFERENCE_OBJECTIVES:
-        from tuneforge.data.preference_examples import (
-            build_pair_examples,
-            build_unpaired_examples,
-        )
-
         if objective == "kto":
             return build_unpaired_examples(records, tokenizer, max_length, overlong)  # type: ignore[arg-type, return-value]
         return build_pair_examples(records, tokenizer, max_length, overlong)  # type: ignore[arg-type, return-value]

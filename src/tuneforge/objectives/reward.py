@@ -12,14 +12,20 @@ tokenizers (SmolLM2 among them) pad with their end-of-turn token, so that rule w
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from peft import get_peft_model
 from torch import nn
+from transformers import AutoModelForSequenceClassification
 
 from tuneforge.config.schema import MethodSection
 from tuneforge.errors import ConfigError, ModelLoadError
+from tuneforge.methods import apply_method
+from tuneforge.methods.lora import lora_config
+from tuneforge.models.load import ModelSource, load_model, resolve_model
 from tuneforge.objectives.preference import plain_model
 
 REWARD_HEAD = "score"  # the head's attribute name in transformers' *ForSequenceClassification models
@@ -33,10 +39,6 @@ def load_reward_model(
     zero_head: bool = True,
 ):
     """Load ``spec`` (any model spec, or a saved reward model directory) as a one-output sequence scorer."""
-    from transformers import AutoModelForSequenceClassification
-
-    from tuneforge.models.load import ModelSource, load_model, resolve_model
-
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
     model = load_model(source, dtype=dtype, auto_class=AutoModelForSequenceClassification, num_labels=1)
     head = reward_head(model)
@@ -52,9 +54,6 @@ def load_reward_model(
 
 def _is_trained_reward_model(source) -> bool:
     """A directory saved from a reward run already holds a trained head; never zero it."""
-    import json
-    from pathlib import Path
-
     cfg = Path(source.path) / "config.json"
     if source.kind not in ("dir",) or not cfg.is_file():
         return False
@@ -94,11 +93,7 @@ def apply_reward_method(model, method: MethodSection):
       backbone, head only); lora: adapters on the backbone, the head trained in full and saved with
       the adapter (peft's sequence-classification task).
     """
-    from tuneforge.methods import apply_method
-
     if method.type == "lora":
-        from tuneforge.methods.lora import lora_config
-
         config = replace(
             lora_config(method), task_type="SEQ_CLS", modules_to_save=[REWARD_HEAD]
         )

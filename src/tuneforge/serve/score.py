@@ -15,11 +15,12 @@ import torch
 
 from tuneforge.data.formats import RowError
 from tuneforge.data.preference import _answer, _prompt
+from tuneforge.data.preference_collate import pad_sides
+from tuneforge.data.preference_examples import render_answer
 from tuneforge.data.records import Message
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.data.preference_examples import render_answer
 from tuneforge.objectives.reward import reward_scores
-from tuneforge.data.preference_collate import pad_sides
+from tuneforge.targets import load_run
 
 RESPONSE_KEYS = ("response", "completion", "chosen")
 
@@ -86,8 +87,6 @@ def score_file(
     batch_size: int = 8,
 ) -> int:
     """Score every row of ``stream`` with the reward model of ``run``; write JSONL to ``out``; return the count."""
-    from tuneforge.targets import load_run
-
     loaded = load_run(run)
     if loaded.recipe.objective.type != "reward":
         raise TuneforgeError(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from accelerate import PartialState
+
 
 def world_size() -> int:
     """Processes in this run (1 when not launched by torchrun/accelerate)."""
@@ -31,8 +33,6 @@ def is_main_process() -> bool:
 def barrier() -> None:
     """Wait until every process gets here (no-op in a single process)."""
     if world_size() > 1:
-        from accelerate import PartialState
-
         PartialState().wait_for_everyone()
 
 

@@ -35,8 +35,14 @@ from torch.utils.data import DataLoader
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from tuneforge.config.schema import ObjectiveSection
-from tuneforge.errors import ConfigError, DataError
+from tuneforge.data.preference_collate import (
+    PairCollator,
+    PreferenceFeature,
+    UnpairedCollator,
+    mismatched_side,
+)
 from tuneforge.data.preference_examples import PairExample, UnpairedExample
+from tuneforge.errors import ConfigError, DataError
 from tuneforge.objectives.preference import sequence_logps
 from tuneforge.objectives.preference_losses import (
     bradley_terry_loss,
@@ -48,12 +54,6 @@ from tuneforge.objectives.preference_losses import (
     simpo_loss,
 )
 from tuneforge.objectives.reward import reward_scores
-from tuneforge.data.preference_collate import (
-    PairCollator,
-    PreferenceFeature,
-    UnpairedCollator,
-    mismatched_side,
-)
 
 REFERENCE_FILE = "reference_logps.jsonl"
 USES_REFERENCE = frozenset({"dpo", "kto"})
