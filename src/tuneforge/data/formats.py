@@ -4,6 +4,11 @@
 - messages: {"messages": [{"role", "content"}, ...]} (OpenAI) or
             {"conversations": [{"from", "value"}, ...]} (ShareGPT: human/gpt/system)
 - text:     {"text"}
+- prompt_completion: TRL's prompt-completion rows, {"prompt": str, "completion": str} (the prompt is the
+            user turn, the completion the assistant's answer) or {"prompt": [messages], "completion":
+            [assistant messages]} (conversational); "system"? as in KTO rows. Only the completion is
+            trained, as in TRL: assistant turns inside the prompt are context. A "label" key makes a
+            row KTO data (data/preference.py), never SFT data.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from tuneforge.errors import DataError
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-FORMATS = ("alpaca", "messages", "text")
+OPENAI_ROLES = {r: r for r in ROLES}
+FORMATS = ("alpaca", "messages", "text", "prompt_completion")
 
 
 class RowError(Exception):
@@ -66,14 +72,10 @@ def parse_alpaca(row: dict, source: str, system_prompt: str | None = None) -> Ch
     return ChatRecord(tuple(messages), source)
 
 
-def parse_messages(row: dict, source: str, system_prompt: str | None = None) -> ChatRecord:
-    if "messages" in row:
-        key, role_key, content_key, role_map = "messages", "role", "content", {r: r for r in ROLES}
-    elif "conversations" in row:
-        key, role_key, content_key, role_map = "conversations", "from", "value", SHAREGPT_ROLES
-    else:
-        raise RowError("messages", "missing (expected 'messages' with role/content, or ShareGPT 'conversations' with from/value)")
-    turns = row[key]
+def _turns(
+    turns: Any, key: str, role_key: str = "role", content_key: str = "content", role_map: dict[str, str] = OPENAI_ROLES
+) -> list[Message]:
+    """A list of chat turns, each checked (role known, content a non-empty string, system only first)."""
     if not isinstance(turns, list):
         raise RowError(key, f"must be a list of messages, got {type(turns).__name__}")
     if not turns:
@@ -97,6 +99,17 @@ def parse_messages(row: dict, source: str, system_prompt: str | None = None) -> 
         if role == "system" and i != 0:
             raise RowError(f"{where}.{role_key}", "a system message may only come first")
         messages.append(Message(role, content))
+    return messages
+
+
+def parse_messages(row: dict, source: str, system_prompt: str | None = None) -> ChatRecord:
+    if "messages" in row:
+        key, role_key, content_key, role_map = "messages", "role", "content", OPENAI_ROLES
+    elif "conversations" in row:
+        key, role_key, content_key, role_map = "conversations", "from", "value", SHAREGPT_ROLES
+    else:
+        raise RowError("messages", "missing (expected 'messages' with role/content, or ShareGPT 'conversations' with from/value)")
+    messages = _turns(row[key], key, role_key, content_key, role_map)
     if not any(m.role == "assistant" for m in messages):
         raise RowError(key, "has no assistant message, so there is nothing to train on")
     if messages[0].role != "system" and system_prompt:
@@ -108,10 +121,60 @@ def parse_text(row: dict, source: str, system_prompt: str | None = None) -> Text
     return TextRecord(_text_field(row, "text"), source)  # type: ignore[arg-type]
 
 
+KTO_LABEL_REASON = (
+    "marks a KTO row (prompt/completion/label is unpaired preference data): train it with objective.type: kto, "
+    "or remove 'label' to train every completion with sft"
+)
+
+
+def parse_prompt_completion(row: dict, source: str, system_prompt: str | None = None) -> ChatRecord:
+    """TRL's prompt-completion row as a conversation whose trained part starts at the completion.
+
+    A row with a ``label`` is refused rather than read without it: its label may say the completion
+    is undesirable, and SFT would then teach exactly that answer.
+    """
+    if "label" in row:
+        raise RowError("label", KTO_LABEL_REASON)
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if prompt is None:
+        raise RowError("prompt", "missing")
+    if completion is None:
+        raise RowError("completion", "missing")
+    if isinstance(prompt, str):
+        if not isinstance(completion, str):
+            raise RowError("completion", f"must be a string like 'prompt' (both strings, or both lists of messages), got {type(completion).__name__}")
+        for key, value in (("prompt", prompt), ("completion", completion)):
+            if not value.strip():
+                raise RowError(key, "is empty")
+        context, answer = [Message("user", prompt)], [Message("assistant", completion)]
+    elif isinstance(prompt, list):
+        if not isinstance(completion, list):
+            raise RowError(
+                "completion", f"must be a list of messages like 'prompt' (both strings, or both lists of messages), got {type(completion).__name__}"
+            )
+        context = _turns(prompt, "prompt")
+        if context[-1].role != "user":
+            raise RowError("prompt", f"must end with a user message (the turn the completion answers), ends with {context[-1].role}")
+        answer = _turns(completion, "completion")
+        for i, message in enumerate(answer):
+            if message.role != "assistant":
+                raise RowError(
+                    f"completion[{i}].role",
+                    f"must be assistant, got '{message.role}': the completion is the answer that is trained (earlier turns go in 'prompt')",
+                )
+    else:
+        raise RowError("prompt", f"must be a string or a list of messages, got {type(prompt).__name__}")
+    system = _text_field(row, "system", required=False) or system_prompt
+    if system and context[0].role != "system":
+        context.insert(0, Message("system", system))
+    return ChatRecord((*context, *answer), source, completion_start=len(context))
+
+
 PARSERS: dict[str, Callable[[dict, str, str | None], Record]] = {
     "alpaca": parse_alpaca,
     "messages": parse_messages,
     "text": parse_text,
+    "prompt_completion": parse_prompt_completion,
 }
 
 
@@ -122,6 +185,13 @@ def detect_format(row: Any, path: str) -> str:
             return "messages"
         if "instruction" in row and "output" in row:
             return "alpaca"
+        if "prompt" in row and "completion" in row:
+            if "label" in row:  # TRL's unpaired preference rows: the label decides, never the SFT reader
+                raise DataError(
+                    f"{path}: the first row has prompt/completion/label, which is KTO (unpaired preference) data, not sft data",
+                    hint="train it with objective.type: kto, or remove 'label' from every row to train the completions with sft",
+                )
+            return "prompt_completion"
         if "text" in row:
             return "text"
         keys = ", ".join(sorted(map(str, row))) or "(none)"
@@ -129,7 +199,8 @@ def detect_format(row: Any, path: str) -> str:
         keys = f"a {type(row).__name__}, not an object"
     raise DataError(
         f"{path}: cannot tell the data format from the first row (keys: {keys})",
-        hint="set data.format to alpaca (instruction/input/output), messages (messages or conversations) or text (text)",
+        hint="set data.format to alpaca (instruction/input/output), messages (messages or conversations), "
+        "prompt_completion (prompt/completion) or text (text)",
     )
 
 

@@ -18,10 +18,16 @@ class Message:
 
 @dataclass(frozen=True)
 class ChatRecord:
-    """A conversation; assistant turns are what SFT trains on."""
+    """A conversation; assistant turns are what SFT trains on.
+
+    ``completion_start`` is the index of the first message that may be trained. It is 0 for alpaca
+    and messages rows (every assistant turn is trained) and the prompt's length for prompt-completion
+    rows, whose prompt may hold earlier assistant turns that are context only, as TRL trains them.
+    """
 
     messages: tuple[Message, ...]
     source: str
+    completion_start: int = 0
 
     def as_dicts(self) -> list[dict[str, str]]:
         return [{"role": m.role, "content": m.content} for m in self.messages]

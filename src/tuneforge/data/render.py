@@ -36,12 +36,16 @@ def _template(tokenizer: PreTrainedTokenizerBase, messages: list[dict], *, add_g
 
 
 def assistant_char_spans(tokenizer: PreTrainedTokenizerBase, record: ChatRecord) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the [start, end) character span of every assistant turn."""
+    """The rendered conversation and the [start, end) character span of every trained assistant turn.
+
+    Assistant turns before ``record.completion_start`` (a prompt-completion row's prompt) are context
+    and get no span.
+    """
     messages = record.as_dicts()
     full = _template(tokenizer, messages, add_generation_prompt=False)
     spans: list[tuple[int, int]] = []
     for i, msg in enumerate(messages):
-        if msg["role"] != "assistant":
+        if msg["role"] != "assistant" or i < record.completion_start:
             continue
         prefix = _template(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
         upto = _template(tokenizer, messages[: i + 1], add_generation_prompt=False)

@@ -20,7 +20,7 @@ from tuneforge.data.render import Tokenized
 from tuneforge.errors import DataError
 
 OBJECTIVE_FORMATS = {
-    "sft": ("alpaca", "messages"),
+    "sft": ("alpaca", "messages", "prompt_completion"),
     "pretrain": ("text",),
     "reward": ("preference",),
     "dpo": ("preference",),
