@@ -9,6 +9,7 @@ from torch import nn
 
 from tests.helpers.tiny import tiny_llama
 from tests.methods.helpers import VOCAB, build, ids
+from tuneforge.config.method_table import METHOD_TYPES, types_where
 from tuneforge.config.schema import MethodSection, TrainingSection
 from tuneforge.objectives.losses import trained_positions_loss
 from tuneforge.models.precision import Precision
@@ -218,6 +219,13 @@ def test_dora_would_change_the_loss_which_is_why_it_keeps_fp32_weights():
     assert choose_frozen_dtype(MethodSection(type="dora"), CPU_BF16)[0] is None
 
 
+@pytest.mark.parametrize("cfg", [{"type": "lora", "lora": {"use_dora": True}}, {"type": "qlora", "lora": {"use_dora": True}}])
+def test_dora_through_the_lora_option_keeps_fp32_weights_too(cfg):
+    """``lora.use_dora`` trains the same DoRA layers as ``type: dora`` (config/method_table.uses_dora)."""
+    dtype, why = choose_frozen_dtype(MethodSection(**cfg), CPU_BF16)
+    assert dtype is None and "DoRA" in why
+
+
 # --------------------------------------------------------------------------------------------- compile
 
 
@@ -236,6 +244,11 @@ def test_auto_compile_needs_enough_tokens_on_cpu():
 @pytest.mark.parametrize("method_type", ["prompt_tuning", "prefix_tuning", "qlora"])
 def test_compile_is_never_planned_for_methods_that_run_eagerly(method_type):
     assert choose_compile(True, MethodSection(type=method_type), CPU_BF16, 10**9)[0] is False
+
+
+def test_the_methods_that_run_eagerly_are_the_table_entries_that_do_not_compile():
+    eager = {t for t in METHOD_TYPES if choose_compile("auto", MethodSection(type=t), CPU_BF16, 10**9)[0] is False}
+    assert eager == set(types_where("compiles", False)) == {"qlora", "prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning"}
 
 
 def test_planned_tokens_counts_epochs_or_max_steps():

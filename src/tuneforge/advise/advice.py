@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tuneforge.advise.data_stats import DataStats, data_stats
 from tuneforge.advise.measure import Measured, measure_training_memory
@@ -28,8 +29,13 @@ from tuneforge.advise.params import (
     method_section,
 )
 from tuneforge.advise.rank import RankAdvice, suggest_rank
-from tuneforge.config.schema import Recipe
+from tuneforge.config.applies import LM_OBJECTIVES
+from tuneforge.config.method_table import METHOD_TYPES
+from tuneforge.config.schema import MethodSection, Recipe
 from tuneforge.errors import ConfigError
+from tuneforge.models.load import load_tokenizer
+from tuneforge.models.precision import Precision, choose_precision
+from tuneforge.train.speed_plan import EAGER_BYTES_PER_SCORE, SpeedPlan, plan_speed
 
 # The CPU runtime (Python + torch + transformers + peft) measured as RSS after imports on the
 # 2-core test machine; added to the tensors so the total reads as a whole-process figure.
@@ -71,95 +77,102 @@ def advise(
     qlora quantises it; the measured run trains).
     """
     say = progress or (lambda _line: None)
-    from tuneforge.methods import METHODS
-    from tuneforge.models.load import load_tokenizer
-    from tuneforge.models.precision import choose_precision
-    from tuneforge.train.speed_plan import EAGER_BYTES_PER_SCORE, plan_speed
-
-    if recipe.objective.type not in ("sft", "pretrain"):
-        raise ConfigError(
-            f"objective.type {recipe.objective.type!r}: advise counts sft and pretrain data",
-            hint="run it with objective.type=sft (or pretrain) on the same model to size the methods",
-        )
-    names = methods or list(METHODS)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown:
-        raise ConfigError(
-            f"--methods: unknown method(s) {unknown}",
-            hint=f"choose from: {', '.join(METHODS)}",
-        )
-
+    names = _checked_method_names(recipe, methods)
     tokenizer = load_tokenizer(recipe.model.name)
     stats = data_stats(recipe, tokenizer)
-    config = load_config(recipe.model.name)
-    shape = ModelShape.from_config(config)
-    precision = choose_precision(recipe.training.precision)
-    advice = Advice(
-        recipe.model.name,
-        stats,
-        suggest_rank(stats.examples),
-        recipe.training.batch_size,
-        precision.name,
-    )
-    t = recipe.training
-    total_steps = t.max_steps or max(
-        1, math.ceil(math.ceil(stats.examples / t.batch_size) / t.grad_accum * t.epochs)
-    )
-    autocast = precision.name in ("bf16", "fp16")
-
-    def plan_for(section):
-        return plan_speed(
-            t,
-            section,
-            precision,
-            config,
-            stats.lengths,
-            objective=recipe.objective.type,
-        )
-
-    advice.speed_plan = plan_for(recipe.method).describe()
+    sizing = Sizing(recipe, load_config(recipe.model.name), choose_precision(recipe.training.precision), stats, runtime_mb)
+    advice = Advice(recipe.model.name, stats, suggest_rank(stats.examples), recipe.training.batch_size, sizing.precision.name)
+    advice.speed_plan = sizing.plan(recipe.method).describe()
     for name in names:
         say(f"sizing {name} ...")
-        section = method_section(recipe, name)
-        fp = footprint(config, section, total_steps=total_steps)
-        memory = None
-        if fp.trainable is not None:
-            plan = plan_for(section)
-            step = TrainingShape(
-                batch_size=recipe.training.batch_size,
-                seq_len=stats.max_tokens,
-                trained_positions_per_example=stats.max_trained_tokens,
-                autocast=autocast,
-                grad_blocks=fp.grad_blocks,
-                block_weights_train=fp.block_weights_train,
-                lora_dropout_widths=fp.lora_dropout_widths,
-                lora_rank_widths=fp.lora_rank_widths,
-                dora_output_widths=fp.dora_output_widths,
-                quantized_params=fp.quantized_params,
-                half_stored_params=fp.frozen_linear_params if plan.frozen_dtype else 0,
-                # eager keeps the fp32 softmax output, plus its bf16/fp16 copy under autocast
-                attention_score_bytes=(EAGER_BYTES_PER_SCORE if autocast else 4)
-                if plan.attention == "eager"
-                else 0,
-                activation_checkpointing=t.activation_checkpointing,
-            )
-            memory = estimate_training_memory(
-                shape,
-                fp.total,
-                fp.trainable,
-                step,
-                runtime_bytes=int(runtime_mb * 1024 * 1024),
-            )
-            if plan.compile:
-                memory.notes.append(
-                    "compiled blocks: not modelled, measured 250-305 MB lower"
-                )
-        advice.methods.append(MethodAdvice(fp, memory))
+        advice.methods.append(sizing.method_advice(method_section(recipe, name)))
     if measure:
         say(f"measuring {measure_steps} real steps of {recipe.method.type} ...")
         advice.measured = measure_training_memory(recipe, steps=measure_steps)
         advice.measured_method = recipe.method.type
     return advice
+
+
+def _checked_method_names(recipe: Recipe, methods: list[str] | None) -> list[str]:
+    """The methods to size (default: every method in the method table), refusing what advise cannot size."""
+    if recipe.objective.type not in LM_OBJECTIVES:
+        raise ConfigError(
+            f"objective.type {recipe.objective.type!r}: advise counts sft and pretrain data",
+            hint="run it with objective.type=sft (or pretrain) on the same model to size the methods",
+        )
+    names = methods or list(METHOD_TYPES)
+    unknown = [m for m in names if m not in METHOD_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"--methods: unknown method(s) {unknown}",
+            hint=f"choose from: {', '.join(METHOD_TYPES)}",
+        )
+    return names
+
+
+@dataclass
+class Sizing:
+    """What sizing every method of one advice shares: the recipe, the model's config, the precision, the data."""
+
+    recipe: Recipe
+    config: Any
+    precision: Precision
+    stats: DataStats
+    runtime_mb: float
+
+    @property
+    def autocast(self) -> bool:
+        return self.precision.name in ("bf16", "fp16")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the run (AdaLoRA's budget schedule needs them; they size nothing)."""
+        t = self.recipe.training
+        return t.max_steps or max(1, math.ceil(math.ceil(self.stats.examples / t.batch_size) / t.grad_accum * t.epochs))
+
+    def plan(self, section: MethodSection) -> SpeedPlan:
+        """The speed plan ``tuneforge train`` would pick for this method (the same function it calls)."""
+        return plan_speed(
+            self.recipe.training, section, self.precision, self.config, self.stats.lengths, objective=self.recipe.objective.type
+        )
+
+    def method_advice(self, section: MethodSection) -> MethodAdvice:
+        """Parameters of ``section`` applied to the model's skeleton and, where it applies, its memory."""
+        fp = footprint(self.config, section, total_steps=self.total_steps)
+        if fp.trainable is None:  # the method does not apply to this model; fp.error says why
+            return MethodAdvice(fp, None)
+        plan = self.plan(section)
+        memory = estimate_training_memory(
+            ModelShape.from_config(self.config),
+            fp.total,
+            fp.trainable,
+            self.training_shape(fp, plan),
+            runtime_bytes=int(self.runtime_mb * 1024 * 1024),
+        )
+        if plan.compile:
+            memory.notes.append("compiled blocks: not modelled, measured 250-305 MB lower")
+        return MethodAdvice(fp, memory)
+
+    def training_shape(self, fp: MethodFootprint, plan: SpeedPlan) -> TrainingShape:
+        """One step of the run with this method, as the memory model describes it."""
+        t = self.recipe.training
+        # eager keeps the fp32 softmax output, plus its bf16/fp16 copy under autocast
+        score_bytes = (EAGER_BYTES_PER_SCORE if self.autocast else 4) if plan.attention == "eager" else 0
+        return TrainingShape(
+            batch_size=t.batch_size,
+            seq_len=self.stats.max_tokens,
+            trained_positions_per_example=self.stats.max_trained_tokens,
+            autocast=self.autocast,
+            grad_blocks=fp.grad_blocks,
+            block_weights_train=fp.block_weights_train,
+            lora_dropout_widths=fp.lora_dropout_widths,
+            lora_rank_widths=fp.lora_rank_widths,
+            dora_output_widths=fp.dora_output_widths,
+            quantized_params=fp.quantized_params,
+            half_stored_params=fp.frozen_linear_params if plan.frozen_dtype else 0,
+            attention_score_bytes=score_bytes,
+            activation_checkpointing=t.activation_checkpointing,
+        )
 
 
 def render(advice: Advice) -> str:

@@ -2,7 +2,7 @@
 
 Counting characters or words misleads: the chat template adds role headers and end-of-turn tokens to
 every turn, and only assistant tokens are trained. So the counts here come from the same
-``load_records`` + ``build_examples`` path the runner uses, with the recipe's max_length and
+``load_records`` + ``build_examples`` path the recipes use, with the recipe's max_length and
 over-length policy.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneforge.config.schema import Recipe
+from tuneforge.data.formats import load_records
+from tuneforge.objectives import build_examples
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,6 @@ class DataStats:
 
 def data_stats(recipe: Recipe, tokenizer) -> DataStats:
     """Token statistics of ``recipe.data.train`` under ``recipe``'s objective, template and length policy."""
-    from tuneforge.data.formats import load_records
-    from tuneforge.objectives import build_examples
-
     loaded = load_records(
         recipe.data.train,
         recipe.data.format,

@@ -3,7 +3,7 @@
 The steps run in a fresh Python process so its peak RSS belongs to that training alone (the peak of
 a process never goes down, so measuring in the caller would report whatever the caller did before).
 The child reports the RSS after its imports (the runtime: Python, torch, transformers, peft), then
-the peak after ``steps`` optimizer steps of the real runner on the recipe, with evaluation and
+the peak after ``steps`` optimizer steps of the real recipe (tuneforge.recipes.train), with evaluation and
 validation switched off. Usage as a module:
 
     python -m tuneforge.advise.measure RECIPE_JSON STEPS OUT_DIR    (prints one JSON line)
@@ -16,11 +16,17 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+
+from tuneforge.config.load import validate_recipe
 from tuneforge.config.schema import Recipe
 from tuneforge.errors import TuneforgeError
+from tuneforge.observe.memory import peak_rss_mb
+from tuneforge.recipes import train
 
 MB = 1024 * 1024
 
@@ -71,19 +77,11 @@ def measure_training_memory(
 
 def high_water_mb() -> float:
     """Peak RSS of this process image; see :func:`tuneforge.observe.memory.peak_rss_mb`."""
-    from tuneforge.observe.memory import peak_rss_mb
-
     return peak_rss_mb()
 
 
 def _child(spec_path: str) -> None:
-    import time
-
-    from rich.console import Console
-
-    from tuneforge.config.load import validate_recipe
-    from tuneforge.recipes import train
-
+    # everything this process imports is imported by now, so this is the runtime the estimate leaves out
     runtime_mb = high_water_mb()
     recipe = validate_recipe(json.loads(Path(spec_path).read_text()), source=spec_path)
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ Python / torch / transformers runtime itself (measured at 526 MB RSS after impor
 docs/ADVISE.md), which :func:`estimate_training_memory` takes as ``runtime_bytes`` when a caller
 wants a whole-process figure.
 
-Components (bytes; fp32 training as the runner does it: weights are loaded in fp32 and bf16 runs use
+Components (bytes; fp32 training as the recipes do it: weights are loaded in fp32 and bf16 runs use
 autocast, so master weights, gradients and optimizer states stay fp32):
 
 - weights: every parameter x 4 (frozen ones too). QLoRA stores the decoder's linear weights in
@@ -47,7 +47,7 @@ autocast, so master weights, gradients and optimizer states stay fp32):
   bytes for its bf16 copy under autocast); activation checkpointing keeps only each block's fp32
   input (h x 4 bytes per token) and recomputes one block at a time, so the activations become
   tokens x (4h x blocks + 2 x one block's saved bytes).
-- logits: the runner computes the output head only on positions with a trained label, so the peak
+- logits: the sft/pretrain trainer computes the output head only on positions with a trained label, so the peak
   holds logits, log-softmax and the logits' gradient for batch_size x (most trained tokens in one
   example) positions: 3 x positions x vocab x 4 bytes.
 
@@ -73,25 +73,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-GATED_MLP_MODELS = frozenset(
-    {
-        "llama",
-        "mistral",
-        "mixtral",
-        "qwen2",
-        "qwen2_moe",
-        "qwen3",
-        "qwen3_moe",
-        "gemma",
-        "gemma2",
-        "gemma3_text",
-        "phi3",
-        "olmo",
-        "olmo2",
-        "granite",
-        "smollm3",
-    }
-)
+from tuneforge.models.architectures import architecture
+
 # Memory glibc malloc keeps after a step's activations are freed, as a share of the activations a step
 # allocates (without checkpointing's savings) + logits: at the peak RSS of 3-step runs on the built-in
 # model (mallinfo2 sampled every 2 ms), held minus live bytes was 36% (LoRA), 38% (LoRA with
@@ -132,7 +115,7 @@ class ModelShape:
             heads=heads,
             kv_width=kv_heads * head_dim,
             vocab=config.vocab_size,
-            gated_mlp=getattr(config, "model_type", "") in GATED_MLP_MODELS,
+            gated_mlp=architecture(getattr(config, "model_type", None)).gated_mlp,
         )
 
     def linear_params_per_block(self) -> int:
@@ -162,7 +145,7 @@ class TrainingShape:
     seq_len: int
     trained_positions_per_example: int
     autocast: bool = (
-        False  # bf16/fp16 autocast over fp32 weights (the runner's bf16), else fp32
+        False  # bf16/fp16 autocast over fp32 weights (the recipes' bf16), else fp32
     )
     grad_blocks: int | None = None  # blocks gradients flow through (None: all)
     block_weights_train: bool = False  # weights inside the blocks train (full, freeze)

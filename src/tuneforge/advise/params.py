@@ -16,9 +16,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM
 
+from tuneforge.config.method_table import lora_options, method_spec
 from tuneforge.config.schema import MethodSection, Recipe
 from tuneforge.errors import TuneforgeError
+from tuneforge.methods import apply_method, count_parameters
+from tuneforge.methods.freeze import decoder_layers
+from tuneforge.models.config import load_config  # noqa: F401 - the skeleton's config; advise reads it from here
+from tuneforge.train.speed_plan import frozen_linears
 
 # Above this many parameters the CPU fallback (random init of the whole model) is not attempted.
 REAL_FALLBACK_MAX_PARAMS = 2_000_000_000
@@ -48,27 +54,8 @@ class MethodFootprint:
     error: str | None = None
 
 
-def load_config(spec: str) -> Any:
-    """The model's config from the same specs ``load_model`` accepts, without loading weights."""
-    from transformers import AutoConfig
-
-    from tuneforge.models.load import resolve_model
-
-    source = resolve_model(spec)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    try:
-        return AutoConfig.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise TuneforgeError(
-            f"could not read the config of {spec}: {exc}",
-            hint="pass a model tuneforge can load (see tuneforge train --help)",
-        ) from exc
-
-
 def skeleton(config: Any, *, device: str = "meta") -> nn.Module:
     """The model built from ``config`` on ``device`` (``meta``: shapes only, no memory)."""
-    from transformers import AutoModelForCausalLM
-
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.config.use_cache = False
@@ -90,16 +77,13 @@ def footprint(
     ``total_steps`` only feeds schedules that size nothing (AdaLoRA's rank budget); the counts are
     those at the start of training (AdaLoRA prunes ranks later by masking, not by freeing them).
     """
-    from tuneforge.methods import apply_method
-    from tuneforge.methods.freeze import decoder_layers
-
     errors = []
     for device in ("meta", "cpu"):
         model = skeleton(config, device=device)
         base_total = sum(p.numel() for p in model.parameters())
         if device == "cpu" and base_total > REAL_FALLBACK_MAX_PARAMS:
             break
-        if method.type == "pissa" or method.lora.init == "pissa":
+        if "lora" in method_spec(method.type).options and lora_options(method).init == "pissa":
             # The count does not depend on how exactly the SVD is computed: use peft's fast randomised
             # SVD on the random weights (the exact one takes minutes on a CPU and gives the same shapes).
             method = MethodSection.model_validate(
@@ -108,7 +92,7 @@ def footprint(
                     "lora": {**method.lora.model_dump(), "pissa_niter": 1},
                 }
             )
-        quantized = _linear_params_in_blocks(model) if method.type == "qlora" else 0
+        quantized = _linear_params_in_blocks(model) if method_spec(method.type).quantized_base else 0
         base_block_params = {
             id(p) for p in decoder_layers(model)[1].parameters()
         }  # the base's own block weights
@@ -141,10 +125,6 @@ def _measure(
     device: str,
     base_block_params: set[int],
 ) -> MethodFootprint:
-    from tuneforge.methods import count_parameters
-    from tuneforge.methods.freeze import decoder_layers
-    from tuneforge.train.speed_plan import frozen_linears
-
     _, total = count_parameters(model)
     # peft lists per-layer parameters that are bookkeeping, never trained (AdaLoRA's ranknum), in the
     # public ``other_param_names``; moving a layer to the meta device re-wraps them as trainable, so
@@ -251,7 +231,5 @@ def _lora_widths(blocks: nn.ModuleList) -> tuple[int, int, int]:
 
 
 def _linear_params_in_blocks(model: nn.Module) -> int:
-    from tuneforge.methods.freeze import decoder_layers
-
     _, blocks = decoder_layers(model)
     return sum(m.weight.numel() for m in blocks.modules() if isinstance(m, nn.Linear))

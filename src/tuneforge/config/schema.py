@@ -2,15 +2,20 @@
 
 This is the single source of truth for every option: the CLI, the YAML recipes and (later) the web
 UI all build a :class:`Recipe`. Every model forbids unknown keys so that a typo fails loudly before
-any model is loaded, and cross-field rules live in validators here rather than deep in the runner.
+any model is loaded, and cross-field rules live in validators here rather than deep in the recipes:
+the combinations of data and objective below, and the settings that cannot apply to the rest of the
+recipe in :mod:`tuneforge.config.applies`. The allowed ``method.type`` values and their help come from
+the method table (:mod:`tuneforge.config.method_table`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tuneforge.config.applies import inapplicable_setting
+from tuneforge.config.method_table import METHOD_TABLE, METHOD_TYPES, types_reading
 from tuneforge.config.methods import (
     AdaLoraOptions,
     BottleneckOptions,
@@ -42,53 +47,44 @@ class ModelSection(Section):
     )
 
 
-METHOD_TYPES = (
-    "full", "freeze", "moe", "lora", "rslora", "dora", "pissa", "loraplus", "qlora", "adalora", "vera", "ia3",
-    "loha", "lokr", "oft", "prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning", "bottleneck",
-)  # fmt: skip
+MethodType = Literal[METHOD_TYPES]  # the method table's names (config/method_table.py), in its order
+
+
+def _options(factory: type[BaseModel], name: str, what: str = "") -> Any:
+    """A ``method.<name>`` sub-section whose help names the method types that read it (from the table)."""
+    readers = ", ".join(types_reading(name))
+    return Field(default_factory=factory, description=f"{readers}: {what}" if what else f"{readers}.")
 
 
 class MethodSection(Section):
     """Which parameters train and how; docs/METHODS.md has a when-to-use table for every type."""
 
-    type: Literal[
-        "full", "freeze", "moe", "lora", "rslora", "dora", "pissa", "loraplus", "qlora", "adalora", "vera", "ia3",
-        "loha", "lokr", "oft", "prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning", "bottleneck",
-    ] = Field(
+    type: MethodType = Field(
         "lora",
-        description="full: every weight (best quality, most memory); freeze: last N blocks + named modules (small data, close task); "
-        "moe: experts only, router frozen (MoE models); lora: low-rank adapters, the default first choice; "
-        "rslora: LoRA scaled by alpha/sqrt(r) (ranks >= 64); dora: LoRA + learned magnitude (closer to full tuning at low rank); "
-        "pissa: LoRA started from the top singular vectors (converges faster); loraplus: LoRA with a higher LR for B (faster, same cost); "
-        "qlora: LoRA on a 4-bit NF4 base (largest model per GB); adalora: LoRA whose ranks are reallocated by importance (fixed budget); "
-        "vera: shared frozen random matrices, two vectors per layer train (tiny adapters, many tasks); "
-        "ia3: learned activation rescaling (fewest parameters, few-shot); loha / lokr: Hadamard / Kronecker products (more rank per parameter); "
-        "oft: orthogonal rotations of the weights (keeps pretrained knowledge, e.g. style); prefix_tuning: learned key/values at every layer; "
-        "p_tuning_v2: prefix tuning through an MLP (more stable); prompt_tuning: learned input embeddings (large models, many tasks); "
-        "p_tuning: virtual tokens from a prompt encoder (NLU-style tasks); bottleneck: Houlsby adapters after attention and/or MLP (modular, not mergeable).",
+        description="; ".join(f"{name}: {spec.summary}" for name, spec in METHOD_TABLE.items()) + ".",
     )
-    lora: LoraOptions = Field(default_factory=LoraOptions, description="lora, rslora, dora, pissa, loraplus, qlora.")
-    qlora: QuantOptions = Field(default_factory=QuantOptions, description="qlora: how the frozen base is quantised.")
-    adalora: AdaLoraOptions = Field(default_factory=AdaLoraOptions, description="adalora.")
-    vera: VeraOptions = Field(default_factory=VeraOptions, description="vera.")
-    ia3: IA3Options = Field(default_factory=IA3Options, description="ia3.")
-    loha: LycorisOptions = Field(default_factory=LycorisOptions, description="loha.")
-    lokr: LycorisOptions = Field(default_factory=LycorisOptions, description="lokr.")
-    oft: OftOptions = Field(default_factory=OftOptions, description="oft.")
-    prefix: PrefixOptions = Field(default_factory=PrefixOptions, description="prefix_tuning, p_tuning_v2.")
-    prompt_tuning: PromptTuningOptions = Field(default_factory=PromptTuningOptions, description="prompt_tuning.")
-    p_tuning: PTuningOptions = Field(default_factory=PTuningOptions, description="p_tuning.")
-    bottleneck: BottleneckOptions = Field(default_factory=BottleneckOptions, description="bottleneck.")
-    freeze: FreezeOptions = Field(default_factory=FreezeOptions, description="freeze.")
-    moe: MoeOptions = Field(default_factory=MoeOptions, description="moe.")
+    lora: LoraOptions = _options(LoraOptions, "lora")
+    qlora: QuantOptions = _options(QuantOptions, "qlora", "how the frozen base is quantised.")
+    adalora: AdaLoraOptions = _options(AdaLoraOptions, "adalora")
+    vera: VeraOptions = _options(VeraOptions, "vera")
+    ia3: IA3Options = _options(IA3Options, "ia3")
+    loha: LycorisOptions = _options(LycorisOptions, "loha")
+    lokr: LycorisOptions = _options(LycorisOptions, "lokr")
+    oft: OftOptions = _options(OftOptions, "oft")
+    prefix: PrefixOptions = _options(PrefixOptions, "prefix")
+    prompt_tuning: PromptTuningOptions = _options(PromptTuningOptions, "prompt_tuning")
+    p_tuning: PTuningOptions = _options(PTuningOptions, "p_tuning")
+    bottleneck: BottleneckOptions = _options(BottleneckOptions, "bottleneck")
+    freeze: FreezeOptions = _options(FreezeOptions, "freeze")
+    moe: MoeOptions = _options(MoeOptions, "moe")
 
 
 class DataSection(Section):
     train: str = Field(..., description="Training data file: .jsonl, .json, .csv or .parquet.")
-    format: Literal["auto", "alpaca", "messages", "text", "preference", "kto"] = Field(
+    format: Literal["auto", "alpaca", "messages", "text", "prompt_completion", "preference", "kto"] = Field(
         "auto",
         description="alpaca (instruction/input/output), messages (role/content or ShareGPT from/value), text (raw text), "
-        "preference (prompt/chosen/rejected), kto (prompt/completion/label); auto infers it from the first row.",
+        "prompt_completion (TRL's prompt/completion, strings or messages; sft), preference (prompt/chosen/rejected), kto (prompt/completion/label); auto infers it from the first row.",
     )
     validation: str | None = Field(None, description="A separate validation file (same format).")
     val_fraction: float = Field(
@@ -290,6 +286,14 @@ class Recipe(Section):
             raise ValueError(
                 "training.precision 'fp16' with full fine-tuning overflows without master weights; use bf16 or fp32"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_settings_apply(self) -> Recipe:
+        """A setting the rest of the recipe would ignore is an error, never a silent drop (config/applies.py)."""
+        problem = inapplicable_setting(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
-from transformers import PreTrainedModel
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from tuneforge import __version__
+from tuneforge.config.schema import MethodSection
 from tuneforge.errors import TuneforgeError
+from tuneforge.methods import can_merge
 from tuneforge.methods.bottleneck import has_bottleneck
 from tuneforge.methods.qlora import is_quantized
 
@@ -41,17 +43,21 @@ _UNMERGED_HINT = (
 )
 
 
-def merge_adapter(model: PreTrainedModel | PeftModel) -> PreTrainedModel:
+def merge_adapter(model: PreTrainedModel | PeftModel, method: MethodSection | None = None) -> PreTrainedModel:
     """Return a plain transformers model with the adapter folded into its weights.
 
     The merge happens in place (peft replaces the adapter layers with merged base layers), so the
     ``PeftModel`` passed in must not be used afterwards; copying first would double peak memory,
     which is what a laptop user cannot afford. A plain model is returned unchanged, so callers can
-    export full fine-tunes and adapter runs through the same path.
+    export full fine-tunes and adapter runs through the same path. ``method`` (a run's recipe
+    section, when there is one) is checked against the method table first; without it the model
+    itself tells (an adapter bundle or a model spec has no recipe).
     """
+    if method is not None:
+        check_mergeable(method)
     if isinstance(model, PeftModel):
         _check_mergeable(model)
-        method = _method_name(model)
+        peft_name = _method_name(model)
         if is_quantized(model):
             model = _onto_full_precision_base(model)
         try:
@@ -60,7 +66,7 @@ def merge_adapter(model: PreTrainedModel | PeftModel) -> PreTrainedModel:
             # peft signals configurations it cannot merge (GPTQ bases, replicated layers, input-dependent
             # tuners) this way; the user can still use the adapter, just not as merged weights.
             raise TuneforgeError(
-                f"cannot merge the {method} adapter into the base model: {exc}",
+                f"cannot merge the {peft_name} adapter into the base model: {exc}",
                 _UNMERGED_HINT,
             ) from exc
         return merged
@@ -84,6 +90,7 @@ def save_merged(
     out_dir: Path,
     *,
     dtype: torch.dtype | None = None,
+    method: MethodSection | None = None,
 ) -> Path:
     """Merge, optionally cast, and save model + tokenizer to ``out_dir`` as a standalone checkpoint.
 
@@ -91,11 +98,11 @@ def save_merged(
     or a full disk leaves either the previous export or nothing, never a half-written model that
     loads with missing weights. ``dtype`` lets a user ship bf16/fp16 weights from an fp32 training run;
     the cast happens on the merged model, after the merge, so the adapter delta is added at full
-    precision. Returns ``out_dir``.
+    precision. ``method``: as for :func:`merge_adapter`. Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     _check_target(out_dir)
-    merged = merge_adapter(model)
+    merged = merge_adapter(model, method)
     if dtype is not None:
         merged = merged.to(dtype=dtype)
 
@@ -111,6 +118,17 @@ def save_merged(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return out_dir
+
+
+def check_mergeable(method: MethodSection) -> None:
+    """Refuse a method the method table marks unmergeable, before any weights are touched."""
+    if not can_merge(method):
+        raise TuneforgeError(
+            f"a method.type '{method.type}' run cannot be merged into the base model: it adds learned virtual "
+            "tokens or a non-linear layer, not a change to the weights",
+            "serve or evaluate the run unmerged (tuneforge chat / eval take the run directory), or train a "
+            "mergeable method such as lora (docs/METHODS.md)",
+        )
 
 
 def _check_mergeable(model: PeftModel) -> None:
@@ -134,13 +152,6 @@ def _onto_full_precision_base(model: PeftModel) -> PeftModel:
     is merged into the unquantised base instead; the outputs then differ from the 4-bit model by the
     base's quantisation error only.
     """
-    from peft import (
-        get_peft_model,
-        get_peft_model_state_dict,
-        set_peft_model_state_dict,
-    )
-    from transformers import AutoModelForCausalLM
-
     config = copy.deepcopy(model.active_peft_config)
     source = config.base_model_name_or_path or model.get_base_model().name_or_path
     try:

@@ -52,7 +52,7 @@ def apply_adalora(
     if total_steps is None:
         raise ConfigError(
             "method.type 'adalora' needs the run's number of optimizer steps for its rank budget schedule",
-            hint="pass total_steps to apply_method (the runner does this from training.max_steps or epochs)",
+            hint="pass total_steps to apply_method (the recipes do this from training.max_steps or epochs)",
         )
     try:
         return get_peft_model(model, adalora_config(method, total_steps))
@@ -105,7 +105,7 @@ class AdaLoraCallback(TrainerCallback):
     """Reallocates AdaLoRA ranks after every optimizer step (before gradients are zeroed)."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        # The budget schedule must end where the Trainer ends; the runner's estimate is checked here.
+        # The budget schedule must end where the Trainer ends; the recipe's estimate is checked here.
         allocator = model.base_model.rankallocator
         if state.max_steps and state.max_steps != model.active_peft_config.total_step:
             allocator.set_total_step(state.max_steps)

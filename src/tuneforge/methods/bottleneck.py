@@ -134,6 +134,11 @@ def save_bottleneck(
     )
 
 
+def save_bottleneck_method(model: nn.Module, directory: str | Path, method: MethodSection) -> None:
+    """:func:`save_bottleneck` with the recipe's options, as ``methods.save_method`` calls every family."""
+    save_bottleneck(model, directory, method.bottleneck)
+
+
 def load_bottleneck(base: PreTrainedModel, directory: str | Path) -> PreTrainedModel:
     directory = Path(directory)
     if not (directory / CONFIG_FILE).is_file():

@@ -3,8 +3,9 @@
 LoRA is the default first choice: a few MB of trainable weights, identity at init (B = 0),
 mergeable. The variants are options of the same adapter, and ``method.type`` names them for
 convenience: ``rslora``, ``dora``, ``pissa`` and ``loraplus`` are ``lora`` with the matching option
-forced on. LoRA+ changes only the optimizer (a higher learning rate for the B matrices, see
-:mod:`tuneforge.train.trainer`), so the adapter it saves is a plain LoRA adapter.
+forced on (their entries in the method table, applied by ``config.method_table.lora_options``, which
+the speed plan and ``advise`` read too). LoRA+ changes only the optimizer (a higher learning rate for
+the B matrices, see :mod:`tuneforge.train.trainer`), so the adapter it saves is a plain LoRA adapter.
 
 PiSSA starts A and B from the top singular vectors of W and replaces W by the residual, so the
 model is unchanged at init but the base weights are not the original ones any more. To keep the
@@ -22,36 +23,17 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-from tuneforge.config.methods import LoraOptions
+from tuneforge.config.method_table import lora_options, method_spec
 from tuneforge.config.schema import MethodSection
 from tuneforge.errors import ConfigError
-
-LORA_TYPES = frozenset({"lora", "rslora", "dora", "pissa", "loraplus", "qlora"})
-LORAPLUS_DEFAULT_RATIO = (
-    16.0  # the LoRA+ paper's recommended lr_B / lr_A for decoder LMs
-)
 
 # PiSSA models -> the temporary directory holding their initial adapter (removed with the model).
 _PISSA_INIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def lora_options(method: MethodSection) -> LoraOptions:
-    """``method.lora`` with the option that ``method.type`` names switched on."""
-    opts = method.lora.model_copy()
-    if method.type == "rslora":
-        opts.use_rslora = True
-    elif method.type == "dora":
-        opts.use_dora = True
-    elif method.type == "pissa":
-        opts.init = "pissa"
-    elif method.type == "loraplus" and opts.loraplus_lr_ratio is None:
-        opts.loraplus_lr_ratio = LORAPLUS_DEFAULT_RATIO
-    return opts
-
-
 def loraplus_ratio(method: MethodSection) -> float | None:
     """The LoRA+ learning-rate ratio for B, or None when the optimizer should be the plain one."""
-    if method.type not in LORA_TYPES:
+    if "lora" not in method_spec(method.type).options:  # only the LoRA family reads method.lora
         return None
     return lora_options(method).loraplus_lr_ratio
 
@@ -83,9 +65,7 @@ def apply_lora(model: PreTrainedModel, method: MethodSection) -> PeftModel:
     _check_modules_to_save(model, config.modules_to_save or [])
     try:
         peft_model = get_peft_model(model, config)
-    except (
-        ValueError
-    ) as exc:  # peft raises ValueError when target modules match nothing
+    except ValueError as exc:  # peft raises ValueError when target modules match nothing
         raise ConfigError(
             f"method.lora.target_modules {method.lora.target_modules!r}: {exc}",
             hint="use 'all-linear' or names such as q_proj, v_proj",

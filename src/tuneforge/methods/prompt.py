@@ -23,9 +23,6 @@ from transformers import PreTrainedModel
 from tuneforge.config.schema import MethodSection
 from tuneforge.data.render import IGNORE_INDEX
 
-PROMPT_TYPES = frozenset({"prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning"})
-
-
 def prompt_config(method: MethodSection, model: PreTrainedModel):
     t = method.type
     if t in ("prefix_tuning", "p_tuning_v2"):
@@ -69,6 +66,8 @@ def apply_prompt(model: PreTrainedModel, method: MethodSection) -> PeftModel:
 
 
 def is_prompt_learning(model) -> bool:
+    """True for a peft model whose adapter is prompt learning (asked of the model: the trainer and the
+    evaluation get models, not recipes; the method table's ``prompt_learning`` says it of a recipe)."""
     return isinstance(model, PeftModel) and bool(
         model.active_peft_config.is_prompt_learning
     )

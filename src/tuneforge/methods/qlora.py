@@ -19,26 +19,27 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
 
 from tuneforge.config.schema import MethodSection
 from tuneforge.errors import ConfigError
 from tuneforge.methods.lora import apply_lora
+from tuneforge.models.load import resolve_model
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def bitsandbytes_available() -> bool:
+    """Whether the optional ``tuneforge[qlora]`` dependency imports (it may be absent, or fail on a platform)."""
     try:
+        # lazy: bitsandbytes is an optional extra; importing it here is the availability probe itself
         import bitsandbytes  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-def quantization_config(method: MethodSection):
-    from transformers import BitsAndBytesConfig
-
+def quantization_config(method: MethodSection) -> BitsAndBytesConfig:
     q = method.qlora
     return BitsAndBytesConfig(
         load_in_4bit=True,
@@ -93,8 +94,6 @@ def is_quantized(model: torch.nn.Module) -> bool:
 
 def load_quantized_base(spec: str) -> str:
     """The directory or hub id to load a 4-bit base from, for a user's model spec."""
-    from tuneforge.models.load import resolve_model
-
     source = resolve_model(spec)
     if source.kind == "gguf":
         raise ConfigError(
@@ -106,7 +105,7 @@ def load_quantized_base(spec: str) -> str:
 
 def apply_qlora(model: PreTrainedModel, method: MethodSection) -> PeftModel:
     """LoRA on a 4-bit base. ``model`` is best already loaded quantised (:func:`load_quantized`, as
-    the runner does, so the full-precision weights never sit in memory); a full-precision model is
+    the recipes do, so the full-precision weights never sit in memory); a full-precision model is
     re-loaded quantised from its directory."""
     if not is_quantized(model):
         use_cache = model.config.use_cache

@@ -32,8 +32,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+import transformers
 from rich.console import Console
 from rich.markup import escape
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.errors import ModelLoadError
 
@@ -213,9 +216,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     are copied into a fresh model built from the same config without that entry. Tied embeddings
     stay tied because the fresh model is built with the config's ``tie_word_embeddings``.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     parent, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(parent, gguf_file=filename)
     gguf_model = AutoModelForCausalLM.from_pretrained(parent, gguf_file=filename, dtype=torch.float32)
@@ -330,9 +330,6 @@ def _offline_hint(model: BuiltinModel) -> str:
 
 def _write_marker(model_dir: Path, model: BuiltinModel) -> None:
     """Record what was converted, so a different pinned source later triggers a fresh conversion."""
-    import torch
-    import transformers
-
     record = {
         "name": model.name,
         "source": model.requirement,

@@ -18,15 +18,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
+from huggingface_hub import HfApi, is_offline_mode, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneforge.errors import ModelLoadError
 from tuneforge.models.builtin import BUILTIN_MODELS, ensure_builtin, is_builtin
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _HUB_PROBE_TIMEOUT_S = 5.0
@@ -78,8 +78,6 @@ def load_tokenizer(spec: str | ModelSource) -> PreTrainedTokenizerBase:
     the tokenizer was saved, because batched generation and training want different sides and the
     caller knows which it is doing.
     """
-    from transformers import AutoTokenizer
-
     source = _as_source(spec)
     tokenizer = _from_pretrained(AutoTokenizer, source)
     _ensure_pad_token(tokenizer, source)
@@ -96,8 +94,6 @@ def load_model(
     source kind, check and error message. Mode (eval/train) and ``use_cache`` are left alone: they
     depend on what the caller does next (training must turn the cache off, see the design notes).
     """
-    from transformers import AutoModelForCausalLM
-
     source = _as_source(spec)
     if source.kind in ("dir", "builtin") and not (Path(source.path) / "config.json").is_file():
         raise ModelLoadError(
@@ -184,8 +180,6 @@ def _from_hub(auto_class: Any, repo_id: str, **kwargs: Any) -> Any:
     minute (even with ``local_files_only=True``, its adapter lookup still goes online), so the hub
     is probed first with a short timeout. Offline, a copy already in the HF cache is used.
     """
-    from huggingface_hub import is_offline_mode
-
     if is_offline_mode():
         try:
             return auto_class.from_pretrained(repo_id, local_files_only=True, **kwargs)
@@ -206,9 +200,6 @@ def _from_hub(auto_class: Any, repo_id: str, **kwargs: Any) -> Any:
 
 def _from_hf_cache(auto_class: Any, repo_id: str, why: str, **kwargs: Any) -> Any:
     """Load a repo already in the local HF cache by its snapshot folder, so nothing goes online."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     try:
         snapshot = snapshot_download(repo_id, local_files_only=True)
     except LocalEntryNotFoundError:
@@ -225,9 +216,6 @@ def _probe_hub(repo_id: str) -> str | None:
     A missing repo is an error at once; other HTTP answers (gated, rate-limited) mean the hub is
     there, and ``from_pretrained`` then gives the precise message.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
     try:
         HfApi().model_info(repo_id, timeout=_HUB_PROBE_TIMEOUT_S)
     except RepositoryNotFoundError:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.data.render import IGNORE_INDEX
+from tuneforge.models.architectures import architecture
+from tuneforge.objectives.chunked_ce import linear_cross_entropy
 
 
 def causal_lm_loss(
@@ -42,29 +44,12 @@ def trainer_loss(
     return causal_lm_loss(outputs.logits, labels, num_items_in_batch)
 
 
-# Architectures whose causal-LM logits are exactly ``lm_head(decoder(x).last_hidden_state)``: no
-# logit soft-capping or scaling after the head. Only for these may the head run on trained positions alone.
-PLAIN_HEAD_MODEL_TYPES = frozenset(
-    {
-        "llama",
-        "mistral",
-        "mixtral",
-        "qwen2",
-        "qwen2_moe",
-        "qwen3",
-        "qwen3_moe",
-        "phi3",
-        "smollm3",
-        "olmo2",
-    }
-)
-
-
 def supports_trained_positions_loss(model) -> bool:
-    """True when :func:`trained_positions_loss` computes the same loss as the model's own logits."""
+    """True when :func:`trained_positions_loss` computes the same loss as the model's own logits: the
+    architecture's logits are the plain head's (``models/architectures.py``) and the model exposes both."""
     config = getattr(model, "config", None)
     return (
-        getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES
+        architecture(getattr(config, "model_type", None)).plain_head
         and hasattr(model, "get_decoder")
         and model.get_output_embeddings() is not None
     )
@@ -94,8 +79,6 @@ def trained_positions_loss(
     head = model.get_output_embeddings()
     selected = hidden[:, :-1][keep]
     if chunk_rows and isinstance(head, torch.nn.Linear) and head.bias is None:
-        from tuneforge.objectives.chunked_ce import linear_cross_entropy
-
         total = linear_cross_entropy(
             selected, head.weight, targets[keep], chunk_rows=chunk_rows
         )

@@ -35,7 +35,8 @@ prints what it picked and why:
   there and ``true`` compiles; evaluation and generation run the
   blocks uncompiled (:func:`uncompiled`), since their shapes (no grad, KV cache) would each need a
   compile of their own. Prompt-learning methods (virtual key/values in the cache), 4-bit bases and
-  preference/reward objectives keep eager execution.
+  preference/reward objectives keep eager execution (the method table's ``compiles``; asking for
+  ``training.compile: true`` there is a recipe error, config/applies.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tuneforge.config.applies import LM_OBJECTIVES
+from tuneforge.config.method_table import method_spec, uses_dora
 from tuneforge.config.schema import MethodSection, TrainingSection
 from tuneforge.models.precision import Precision
 
@@ -59,11 +62,10 @@ EAGER_BYTES_PER_SCORE = 6
 # Training tokens from which ``compile: auto`` compiles on CPU: a cold compile (~76 s) over the
 # measured saving (~0.9 ms per token at 320 -> 450 tokens/s) is ~85k tokens.
 COMPILE_MIN_TOKENS = 100_000
-# Methods whose forward the compiled blocks do not cover as measured (see the module docstring).
-NOT_COMPILED_METHODS = frozenset({"prefix_tuning", "p_tuning_v2", "prompt_tuning", "p_tuning", "qlora"})
 # Objectives compile is measured for; preference and reward runs add an adapter-disabled reference
-# pass or a scalar head, whose graphs would compile separately (not measured).
-COMPILED_OBJECTIVES = frozenset({"sft", "pretrain"})
+# pass or a scalar head, whose graphs would compile separately (not measured). Which methods compile
+# is the method table's ``compiles`` (config/method_table.py).
+COMPILED_OBJECTIVES = frozenset(LM_OBJECTIVES)
 
 
 @dataclass(frozen=True)
@@ -118,15 +120,13 @@ def choose_frozen_dtype(
     method: MethodSection, precision: Precision, sharded: bool = False
 ) -> tuple[torch.dtype | None, str]:
     """The dtype to store frozen linear weights in, and why (see the module docstring)."""
-    from tuneforge.methods import WHOLE_MODEL_METHODS
-
     if sharded:
         return None, "FSDP/DeepSpeed flatten parameters of one dtype"
     if precision.autocast_dtype is None:
         return None, f"{precision.name} training has no autocast"
-    if method.type in WHOLE_MODEL_METHODS:
+    if method_spec(method.type).saves == "model":
         return None, f"method {method.type} saves the whole model"
-    if method.type == "dora":
+    if uses_dora(method):  # method.type dora, or a LoRA type with method.lora.use_dora
         return None, "DoRA reads the base weight outside a matmul"
     return precision.autocast_dtype, "bit-identical matmuls under autocast, half the memory, no per-step casts"
 
@@ -144,7 +144,7 @@ def choose_compile(
         return False, "training.compile is false"
     if objective not in COMPILED_OBJECTIVES:
         return False, f"not compiled for objective {objective}"
-    if method.type in NOT_COMPILED_METHODS:
+    if not method_spec(method.type).compiles:
         return False, f"method {method.type} runs eagerly"
     if requested is True:
         return True, "training.compile is true"

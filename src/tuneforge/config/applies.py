@@ -1,0 +1,114 @@
+"""Settings that cannot apply to the rest of their recipe: each is an error before anything loads.
+
+Without these rules the run would start and then quietly drop the setting (packing for a preference
+objective, the fused head for prompt tuning, ``compile: true`` for a method that runs eagerly), or
+stop with a ConfigError after minutes of loading (a reward run with a method the reward model
+cannot take). The schema calls :func:`inapplicable_setting` from its recipe validator; each message
+names the key and the fix, like every other recipe error. What a method can do comes from the
+method table (``config/method_table.py``), so a new method gets these rules from its entry.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tuneforge.config.method_table import lora_options, method_spec, types_where
+from tuneforge.config.methods import LoraOptions
+
+if TYPE_CHECKING:  # the schema imports this module; the type is for annotations only
+    from tuneforge.config.schema import Recipe
+
+# Objectives trained by the causal-LM trainer (train/trainer.py): the only ones with packing, the fused
+# chunked head, LoRA+ parameter groups, AdaLoRA's orthogonality penalty and compiled blocks.
+LM_OBJECTIVES = ("sft", "pretrain")
+
+
+def inapplicable_setting(recipe: Recipe) -> str | None:
+    """The first setting of ``recipe`` that cannot apply, as an error message; None when all apply."""
+    return _method_problem(recipe) or _training_problem(recipe)
+
+
+def _method_problem(recipe: Recipe) -> str | None:
+    method, objective = recipe.method, recipe.objective.type
+    spec = method_spec(method.type)
+    for key, value in spec.lora_preset.items():
+        given = getattr(method.lora, key)
+        if given != LoraOptions.model_fields[key].default and given != value:
+            return (
+                f"method.lora.{key} is {given!r} but method.type '{method.type}' sets it to {value!r}; "
+                f"remove method.lora.{key}, or use method.type: lora"
+            )
+    if objective == "reward" and not spec.reward_model:
+        return (
+            f"objective.type 'reward' supports method.type {', '.join(types_where('reward_model'))}, not '{method.type}'; "
+            "use method.type: lora (default), full, or freeze with method.freeze.train_last_n_layers: 0 for a frozen backbone"
+        )
+    if objective == "reward" and "lora" in spec.options and method.lora.modules_to_save:
+        return (
+            "method.lora.modules_to_save is not used by objective.type 'reward': the reward model trains and saves "
+            "its score head beside the adapter, nothing else; remove method.lora.modules_to_save"
+        )
+    if objective not in LM_OBJECTIVES and "lora" in spec.options and lora_options(method).loraplus_lr_ratio is not None:
+        return (
+            f"LoRA+ (method.type loraplus, or method.lora.loraplus_lr_ratio) needs the sft/pretrain trainer's optimizer; "
+            f"objective.type '{objective}' trains at one learning rate; use method.type: lora without "
+            "method.lora.loraplus_lr_ratio, or objective.type sft / pretrain"
+        )
+    if "adalora" in spec.options:
+        return _adalora_problem(recipe)
+    return None
+
+
+def _adalora_problem(recipe: Recipe) -> str | None:
+    opts, objective, max_steps = recipe.method.adalora, recipe.objective.type, recipe.training.max_steps
+    if objective not in LM_OBJECTIVES and opts.orth_reg_weight > 0:
+        return (
+            f"method.adalora.orth_reg_weight ({opts.orth_reg_weight}) is not applied by objective.type '{objective}' "
+            "(its trainer does not add AdaLoRA's orthogonality penalty); set method.adalora.orth_reg_weight: 0, "
+            "or use objective.type sft / pretrain"
+        )
+    if max_steps and opts.tinit + opts.tfinal >= max_steps:
+        return (
+            f"method.adalora: tinit ({opts.tinit}) + tfinal ({opts.tfinal}) must be below training.max_steps ({max_steps}); "
+            "lower tinit/tfinal or raise training.max_steps"
+        )
+    return None
+
+
+def _training_problem(recipe: Recipe) -> str | None:
+    training, objective, method_type = recipe.training, recipe.objective.type, recipe.method.type
+    spec = method_spec(method_type)
+    if training.packing and objective not in LM_OBJECTIVES:
+        return (
+            f"training.packing applies to objective.type sft and pretrain; objective.type '{objective}' pads its "
+            "pairs and would ignore it; set training.packing: false"
+        )
+    if training.packing and spec.prompt_learning:
+        return (
+            f"training.packing cannot apply to method.type '{method_type}': a prompt-learning method prepends its "
+            "virtual tokens once per row, so the other examples of a packed row would not see them; set training.packing: false"
+        )
+    if training.head_chunk_rows and objective not in LM_OBJECTIVES:
+        return (
+            f"training.head_chunk_rows applies to the sft and pretrain loss; objective.type '{objective}' computes "
+            "its log-probs without it; remove training.head_chunk_rows"
+        )
+    if training.head_chunk_rows and spec.prompt_learning:
+        return (
+            f"training.head_chunk_rows cannot apply to method.type '{method_type}': a prompt-learning method's loss "
+            "comes from the peft model's full logits (virtual tokens included); remove training.head_chunk_rows"
+        )
+    if training.compile is True and objective not in LM_OBJECTIVES:
+        return (
+            f"training.compile: true compiles the sft and pretrain trainer only; objective.type '{objective}' runs "
+            "eagerly (its policy and reference passes would each compile, not measured); set training.compile: auto or false"
+        )
+    if training.compile is True and not spec.compiles:
+        return (
+            f"training.compile: true cannot apply to method.type '{method_type}', which runs eagerly "
+            f"({', '.join(types_where('compiles', False))} do); "
+            "set training.compile: auto or false"
+        )
+    if training.eval_steps and not (recipe.data.validation or recipe.data.val_fraction > 0):
+        return "training.eval_steps needs validation data; set data.validation or data.val_fraction, or remove training.eval_steps"
+    return None
