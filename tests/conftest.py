@@ -10,7 +10,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch
+
 from tests.helpers.tiny import tiny_llama, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A recipe with ``training.threads`` sets torch's thread count for the whole process; put it back,
+    since later tests compare results bit for bit against other processes (another count can change them)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

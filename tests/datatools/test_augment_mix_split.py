@@ -1,8 +1,7 @@
-"""Augmentation, mixing/replay, splitting and chunking with exact expected outputs."""
+"""Augmentation, mixing/replay, splitting and chunking with exact expected outputs (templates: test_templates.py)."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 
@@ -12,7 +11,6 @@ from tests.datatools.conftest import read_jsonl
 from tuneforge.config.pipeline import AugmentStep, ChunkStep, ReplayOptions
 from tuneforge.datatools.augment import (
     Augment,
-    fill_templates,
     load_lexicon,
     synonym_variant,
 )
@@ -74,32 +72,6 @@ def test_augment_synonyms_end_to_end(tmp_path, jsonl):
         out[0] == "Explain the problem quickly" and len(out) == 3 and len(set(out)) == 3
     )
     assert all(o != out[0] and len(o.split()) >= 4 for o in out[1:])
-
-
-def test_fill_templates(tmp_path):
-    tpl = tmp_path / "t.jsonl"
-    tpl.write_text(
-        json.dumps(
-            {"instruction": "Weather in {city} on {day}?", "output": "Sunny in {city}."}
-        )
-        + "\n"
-    )
-    slots = tmp_path / "s.json"
-    slots.write_text(
-        json.dumps({"city": ["Paris", "Rome"], "day": ["Monday", "Tuesday"]})
-    )
-    rows = list(fill_templates(tpl, slots))
-    assert [r["instruction"] for r in rows] == [
-        "Weather in Paris on Monday?",
-        "Weather in Paris on Tuesday?",
-        "Weather in Rome on Monday?",
-        "Weather in Rome on Tuesday?",
-    ]
-    assert rows[3]["output"] == "Sunny in Rome."
-    assert len(list(fill_templates(tpl, slots, limit=3))) == 3
-    slots.write_text(json.dumps({"city": ["Paris"]}))
-    with pytest.raises(DataError, match="unknown slot"):
-        list(fill_templates(tpl, slots))
 
 
 def test_mix_proportions_and_no_repeats_by_default(tmp_path, jsonl):

@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.helpers.tiny import tiny_llama, tiny_tokenizer
 from tuneforge.config import load_recipe
@@ -101,14 +100,6 @@ def run_resumed(work: Path) -> list[float]:
     first = train(_recipe(work, _model_dir(work), "alpaca", [*common, "training.max_steps=3"])).run_dir
     resumed = load_recipe(first / "recipe.yaml", overrides=["training.max_steps=6"])
     return _losses(train(resumed, resume=True).run_dir)
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """The recipes set ``training.threads: 1`` process-wide; later tests compare against other processes."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -11,18 +11,17 @@ a ``lazy:`` comment that points here.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from tuneforge.cli import adapters as _adapters_cli
 from tuneforge.cli import advise as _advise_cli
 from tuneforge.cli import data as _data_cli
 from tuneforge.cli import score as _score_cli
+from tuneforge.cli.errors import err, user_errors
 from tuneforge.errors import TuneforgeError
 
 app = typer.Typer(
@@ -33,23 +32,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-
-
-def user_errors(fn):
-    """Turn TuneforgeError into a clean message and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TuneforgeError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-            if exc.hint:
-                err.print(f"[bold]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 @app.command(
@@ -183,9 +165,9 @@ def export(
     err.print(f"[bold green]exported[/] {path}")
 
 
-_adapters_cli.register(app, user_errors)
-_advise_cli.register(app, user_errors)
-_score_cli.register(app, user_errors)
+_adapters_cli.register(app)
+_advise_cli.register(app)
+_score_cli.register(app)
 _data_cli.register(app)
 
 

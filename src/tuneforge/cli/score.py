@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
+from tuneforge.cli.errors import user_errors
+from tuneforge.errors import DataError
 
+
+@user_errors
 def score(
     run: Annotated[
         Path, typer.Argument(help="A finished run trained with objective.type: reward.")
@@ -22,7 +26,7 @@ def score(
     batch_size: Annotated[int, typer.Option(help="Pairs scored together.")] = 8,
 ) -> None:
     """Score (prompt, response) pairs with a reward model; prints each row with a `score` as JSON Lines."""
-    from tuneforge.errors import DataError
+    # lazy: serve.score (torch, transformers, peft) costs 5.3 s of `tuneforge --help`, measured
     from tuneforge.serve.score import score_file
 
     if data is None:
@@ -34,7 +38,8 @@ def score(
         score_file(str(run), fh, sys.stdout, where=str(data), batch_size=batch_size)
 
 
-def register(app: typer.Typer, user_errors) -> None:
+def register(app: typer.Typer) -> None:
+    """Attach the command to the main app."""
     app.command(
         name="score",
         epilog=(
@@ -42,4 +47,4 @@ def register(app: typer.Typer, user_errors) -> None:
             "- `tuneforge score runs/rm --data pairs.jsonl`\n\n"
             '- `echo \'{"prompt": "Hi", "response": "Certainly! Hello."}\' | tuneforge score runs/rm`'
         ),
-    )(user_errors(score))
+    )(score)

@@ -1,8 +1,9 @@
 """Recipe models for ``data.pipeline`` steps and ``data.replay``.
 
-Each step of ``tuneforge data clean`` / ``augment`` / ``convert`` / ``chunk`` has one model here, so
-a recipe step and a CLI flag set build the same object; the ``step`` key picks the model. They live
-apart from ``schema.py`` because the data toolkit owns them and they are many.
+Each step of ``tuneforge data clean`` / ``augment`` (and its ``--templates``) / ``convert`` /
+``chunk`` has one model here, so a recipe step and a CLI flag set build the same object; the
+``step`` key picks the model. They live apart from ``schema.py`` because the data toolkit owns
+them and they are many.
 """
 
 from __future__ import annotations
@@ -212,6 +213,23 @@ class AugmentStep(_Step):
     )
 
 
+class TemplatesStep(_Step):
+    step: Literal["templates"] = "templates"
+    templates: str = Field(
+        ...,
+        description="File of template rows (any training format) with {slot} placeholders; the filled rows are appended after the input rows.",
+    )
+    slots: str = Field(
+        ..., description="JSON file: an object of slot name -> non-empty list of values."
+    )
+    limit: int | None = Field(
+        None,
+        ge=0,
+        description="Cap on rows per template (a seeded sample of the slot combinations); default: every combination.",
+    )
+    seed: int = Field(0, description="Seed of the sample when limit caps the combinations.")
+
+
 class ConvertStep(_Step):
     step: Literal["convert"] = "convert"
     to: Literal["messages", "sharegpt", "alpaca", "text"] = Field(
@@ -246,6 +264,7 @@ PipelineStep = Annotated[
     | BalanceStep
     | JudgeStep
     | AugmentStep
+    | TemplatesStep
     | ConvertStep
     | ChunkStep,
     Field(discriminator="step"),

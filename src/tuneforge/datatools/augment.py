@@ -1,4 +1,4 @@
-"""Augmentation: synonym replacement, template filling, paraphrase and back-translation.
+"""Augmentation: synonym replacement, paraphrase and back-translation (template filling: ``templates.py``).
 
 Synonyms come from a bundled lexicon (``resources/synonyms.tsv``): the registries' WordNet packages
 download their data at run time, which this offline toolkit cannot rely on; a user lexicon can be
@@ -10,8 +10,6 @@ example, and are deduplicated against every original and every earlier variant.
 from __future__ import annotations
 
 import copy
-import itertools
-import json
 import random
 import re
 from collections.abc import Iterator
@@ -112,6 +110,7 @@ class Augment:
         if not (cfg.paraphrases or cfg.back_translations):
             return []
         if self.chat is None:
+            # lazy: generation (torch, transformers) adds 4.4 s to importing datatools.pipeline; only model variants need it, measured
             from tuneforge.datatools.generation import LocalChat
 
             self.chat = LocalChat(cfg.model)
@@ -193,50 +192,3 @@ class Augment:
                     yield new
         finally:
             spill.close()
-
-
-def fill_templates(
-    templates: str | Path, slots: str | Path, limit: int | None = None, seed: int = 0
-) -> Iterator[dict]:
-    """Rows from templates with ``{slot}`` placeholders and a JSON file of slot values.
-
-    Every combination of the slots a template uses is produced (in a seeded random order when
-    ``limit`` caps them); unknown slots are an error naming the template's line.
-    """
-    from tuneforge.data.readers import read_rows
-    from tuneforge.data.records import BadRow
-
-    sp = Path(slots)
-    try:
-        values = json.loads(sp.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(
-            f"{sp}: cannot read slot values ({exc})",
-            hint='a JSON object such as {"city": ["Paris", "Rome"]}',
-        ) from None
-    if not isinstance(values, dict) or not all(
-        isinstance(v, list) and v for v in values.values()
-    ):
-        raise DataError(f"{sp}: slot values must be a JSON object of non-empty lists")
-    rng = random.Random(seed)
-    for raw in read_rows(templates):
-        if isinstance(raw, BadRow):
-            raise DataError(f"template {raw.describe()}")
-        blob = json.dumps(raw.data, ensure_ascii=False)
-        names = sorted(set(re.findall(r"\{(\w+)\}", blob)))
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise DataError(
-                f"{raw.source}: template uses unknown slot(s) {', '.join(missing)}",
-                hint=f"define them in {sp}",
-            )
-        combos = list(itertools.product(*(values[n] for n in names)))
-        if limit is not None and len(combos) > limit:
-            combos = rng.sample(combos, limit)
-        for combo in combos:
-            text = blob
-            for n, v in zip(names, combo):
-                text = text.replace(
-                    "{" + n + "}", json.dumps(str(v), ensure_ascii=False)[1:-1]
-                )
-            yield json.loads(text)

@@ -187,6 +187,7 @@ class _NearIndex:
     """MinHash (datasketch) signatures + LSH banding with the band/row split datasketch picks for the threshold."""
 
     def __init__(self, cfg: DedupStep, sources: _SourceStore) -> None:
+        # lazy: datasketch (scipy) adds 0.44 s to importing datatools.pipeline; only near dedup needs it, measured
         from datasketch import MinHash, MinHashLSH
 
         self.cfg = cfg

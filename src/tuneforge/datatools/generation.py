@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 import torch
 
+from tuneforge.models.load import load_model, load_tokenizer
+
 
 class LocalChat:
     """A model + tokenizer loaded once; ``reply`` answers a batch of single-turn chats."""
 
     def __init__(self, spec: str) -> None:
-        from tuneforge.models.load import load_model, load_tokenizer
-
         self.spec = spec
         self.tokenizer = load_tokenizer(spec)
         self.model = load_model(spec, dtype=torch.float32).eval()

@@ -10,6 +10,9 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
+from langdetect import DetectorFactory, detect
+from langdetect.lang_detect_exception import LangDetectException
+
 from tuneforge.data.records import BadRow
 from tuneforge.datatools.dedup import text_hash
 from tuneforge.datatools.rows import read_dataset, side_text
@@ -18,9 +21,6 @@ HIST_EDGES = (0, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 def detect_language(text: str) -> str:
-    from langdetect import DetectorFactory, detect
-    from langdetect.lang_detect_exception import LangDetectException
-
     DetectorFactory.seed = 0
     try:
         return detect(text)

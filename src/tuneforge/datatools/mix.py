@@ -13,10 +13,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from tuneforge.config.pipeline import ReplayOptions
 from tuneforge.datatools.convert import convert_data
-from tuneforge.datatools.rows import Row, detect_file_format, read_dataset
+from tuneforge.datatools.report import default_report_dir, write_report
+from tuneforge.datatools.rows import JsonlWriter, Row, detect_file_format, read_dataset
 from tuneforge.datatools.stats import Stats
-from tuneforge.datatools.trace import Trace
+from tuneforge.datatools.trace import TRACE_FILE, Trace
 from tuneforge.errors import DataError
 
 
@@ -116,6 +118,39 @@ def replay_count(n_task: int, ratio: float) -> int:
     return round(n_task * ratio / (1 - ratio))
 
 
+def replay_rows(
+    replay: ReplayOptions, n_task: int, task_fmt: str | None, trace: Trace
+) -> Iterator[Row]:
+    """Replay rows so they make up ``replay.ratio`` of the training file, converted to its format."""
+    replay_fmt = detect_file_format(replay.file)
+    task_fmt = task_fmt or replay_fmt
+    n_replay = sum(1 for _ in read_dataset(replay.file, replay_fmt))
+    picks = choose(
+        n_replay, replay_count(n_task, replay.ratio), random.Random(replay.seed)
+    )
+    for i, row in enumerate(read_dataset(replay.file, replay_fmt)):
+        for j in range(picks.get(i, 0)):
+            data = row.data
+            if replay_fmt != task_fmt:
+                data, why = convert_data(row.data, replay_fmt, task_fmt, row.source)
+                if data is None:
+                    raise DataError(
+                        f"{row.source}: replay row cannot join {task_fmt} data: {why}",
+                        hint="convert the replay file first (tuneforge data convert)",
+                    )
+            new = Row(
+                row.source if j == 0 else f"{row.source} (copy {j + 1})", data, task_fmt
+            )
+            trace.log(
+                "replay",
+                "added",
+                new,
+                f"replay row at ratio {replay.ratio}",
+                kind="replay",
+            )
+            yield new
+
+
 def write_mix(
     sources: list[tuple[str, float]],
     out: str | Path,
@@ -124,15 +159,12 @@ def write_mix(
     report_dir: str | Path | None = None,
 ) -> dict:
     """Write the mix plus its report and trace (rows left out, rows repeated) to ``OUT-report/``."""
-    from tuneforge.datatools.pipeline import TRACE_FILE, write_report_for
-    from tuneforge.datatools.rows import JsonlWriter
-
     out = Path(out)
     if any(Path(p).resolve() == out.resolve() for p, _ in sources):
         raise DataError(
             f"output {out} is one of the inputs", hint="write the mix to a new file"
         )
-    rep = Path(report_dir) if report_dir else out.with_name(out.stem + "-report")
+    rep = Path(report_dir) if report_dir else default_report_dir(out)
     trace = Trace(rep / TRACE_FILE)
     before, after = Stats(), Stats()
     per_source: Counter = Counter()
@@ -149,7 +181,7 @@ def write_mix(
         "output": str(out),
         "seed": seed,
     }
-    report = write_report_for(rep, "tuneforge data mix", before, after, trace, info)
+    report = write_report(rep, "tuneforge data mix", before, after, trace, info)
     return {
         "rows": w.count,
         "per_source": dict(per_source),

@@ -25,58 +25,50 @@ from tuneforge.config.pipeline import (
     RefusalsStep,
     ReplayOptions,
     SafetyStep,
+    TemplatesStep,
 )
 from tuneforge.data.records import BadRow
+from tuneforge.datatools.augment import Augment
+from tuneforge.datatools.balance import Balance
+from tuneforge.datatools.chunk import Chunk
+from tuneforge.datatools.convert import Convert
+from tuneforge.datatools.dedup import Dedup
+from tuneforge.datatools.judge import Judge
+from tuneforge.datatools.mix import replay_rows
+from tuneforge.datatools.normalize import Normalize
+from tuneforge.datatools.refusals import Refusals
+from tuneforge.datatools.report import default_report_dir, write_report
 from tuneforge.datatools.rows import JsonlWriter, Row, read_dataset
+from tuneforge.datatools.safety import Pii, Safety
 from tuneforge.datatools.stats import Stats
-from tuneforge.datatools.trace import Trace
+from tuneforge.datatools.templates import Templates
+from tuneforge.datatools.trace import TRACE_FILE, Trace
 from tuneforge.errors import DataError
 
-TRACE_FILE = "trace.jsonl"
+# The step object each step model builds: a plain table, no registry (the ``step`` key of a
+# recipe already picked the model, see config/pipeline.py).
+STEPS: dict[type, type] = {
+    NormalizeStep: Normalize,
+    DedupStep: Dedup,
+    SafetyStep: Safety,
+    PiiStep: Pii,
+    RefusalsStep: Refusals,
+    BalanceStep: Balance,
+    JudgeStep: Judge,
+    AugmentStep: Augment,
+    TemplatesStep: Templates,
+    ConvertStep: Convert,
+    ChunkStep: Chunk,
+}
 
 
 def build_step(cfg):
-    """The step object for a config model (imports are local so light steps stay light)."""
-    if isinstance(cfg, NormalizeStep):
-        from tuneforge.datatools.normalize import Normalize
-
-        return Normalize(cfg)
-    if isinstance(cfg, DedupStep):
-        from tuneforge.datatools.dedup import Dedup
-
-        return Dedup(cfg)
-    if isinstance(cfg, SafetyStep):
-        from tuneforge.datatools.safety import Safety
-
-        return Safety(cfg)
-    if isinstance(cfg, PiiStep):
-        from tuneforge.datatools.safety import Pii
-
-        return Pii(cfg)
-    if isinstance(cfg, RefusalsStep):
-        from tuneforge.datatools.refusals import Refusals
-
-        return Refusals(cfg)
-    if isinstance(cfg, BalanceStep):
-        from tuneforge.datatools.balance import Balance
-
-        return Balance(cfg)
-    if isinstance(cfg, JudgeStep):
-        from tuneforge.datatools.judge import Judge
-
-        return Judge(cfg)
-    if isinstance(cfg, AugmentStep):
-        from tuneforge.datatools.augment import Augment
-
-        return Augment(cfg)
-    if isinstance(cfg, ConvertStep):
-        from tuneforge.datatools.convert import Convert
-
-        return Convert(cfg)
-    if isinstance(cfg, ChunkStep):
-        from tuneforge.datatools.chunk import Chunk
-
-        return Chunk(cfg)
+    """The step object for a step model; a ready step object (anything with ``run``) is used as is."""
+    if hasattr(cfg, "run"):
+        return cfg
+    for model, step in STEPS.items():
+        if isinstance(cfg, model):
+            return step(cfg)
     raise TypeError(f"unknown pipeline step {cfg!r}")
 
 
@@ -132,13 +124,7 @@ def run_pipeline(
             f"output {output_path} is the input file",
             hint="write the cleaned data to a new file (-o clean.jsonl)",
         )
-    out_dir = (
-        Path(report_dir)
-        if report_dir
-        else Path(output_path)
-        .with_suffix("")
-        .with_name(Path(output_path).stem + "-report")
-    )
+    out_dir = Path(report_dir) if report_dir else default_report_dir(output_path)
     trace = Trace(out_dir / TRACE_FILE)
     bad: list[BadRow] = []
 
@@ -168,16 +154,13 @@ def run_pipeline(
         read_dataset(input_path, fmt, on_bad=on_bad), before, progress
     )
     for cfg in steps:
-        step = build_step(cfg) if not hasattr(cfg, "run") else cfg
-        stream = step.run(stream, trace)
+        stream = build_step(cfg).run(stream, trace)
     try:
         with JsonlWriter(output_path) as writer:
             for row in _tap(stream, after):
                 writer.write(row.data)
             if replay is not None:
-                for row in replay_rows(
-                    replay, after.rows, writer_format(output_path, after), trace
-                ):
+                for row in replay_rows(replay, after.rows, after.last_format, trace):
                     after.add(row)
                     writer.write(row.data)
     finally:
@@ -199,65 +182,8 @@ def run_pipeline(
         "output": str(output_path),
         "seconds": round(result.seconds, 2),
     }
-    result.report = write_report_for(out_dir, title, before, after, trace, info)
+    result.report = write_report(out_dir, title, before, after, trace, info)
     return result
-
-
-def write_report_for(out_dir, title, before, after, trace, info):
-    from tuneforge.datatools.report import write_report
-
-    return write_report(
-        out_dir,
-        title,
-        before,
-        after,
-        trace,
-        info,
-        trace_file=str(trace.path) if trace.path else None,
-    )
-
-
-def writer_format(output_path: str | Path, after: Stats) -> str | None:
-    return after.last_format
-
-
-def replay_rows(
-    replay: ReplayOptions, n_task: int, task_fmt: str | None, trace: Trace
-) -> Iterator[Row]:
-    """Replay rows so they make up ``replay.ratio`` of the training file, converted to its format."""
-    import random
-
-    from tuneforge.datatools.convert import convert_data
-    from tuneforge.datatools.mix import choose, replay_count
-    from tuneforge.datatools.rows import detect_file_format
-
-    replay_fmt = detect_file_format(replay.file)
-    task_fmt = task_fmt or replay_fmt
-    n_replay = sum(1 for _ in read_dataset(replay.file, replay_fmt))
-    picks = choose(
-        n_replay, replay_count(n_task, replay.ratio), random.Random(replay.seed)
-    )
-    for i, row in enumerate(read_dataset(replay.file, replay_fmt)):
-        for j in range(picks.get(i, 0)):
-            data = row.data
-            if replay_fmt != task_fmt:
-                data, why = convert_data(row.data, replay_fmt, task_fmt, row.source)
-                if data is None:
-                    raise DataError(
-                        f"{row.source}: replay row cannot join {task_fmt} data: {why}",
-                        hint="convert the replay file first (tuneforge data convert)",
-                    )
-            new = Row(
-                row.source if j == 0 else f"{row.source} (copy {j + 1})", data, task_fmt
-            )
-            trace.log(
-                "replay",
-                "added",
-                new,
-                f"replay row at ratio {replay.ratio}",
-                kind="replay",
-            )
-            yield new
 
 
 PIPELINE_DIR = "data_pipeline"

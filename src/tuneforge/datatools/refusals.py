@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterator
 
 from tuneforge.config.pipeline import RefusalsStep, SafetyStep
+from tuneforge.datatools.blocklist import BlockList, read_list
 from tuneforge.datatools.rows import Row, prompt_text, response_text
-from tuneforge.datatools.safety import BlockList, read_list
 from tuneforge.datatools.trace import Trace
 from tuneforge.errors import DataError
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -63,6 +64,12 @@ def plot_balance(before: Stats, after: Stats, path: Path) -> Path:
     return path
 
 
+def default_report_dir(output: str | Path) -> Path:
+    """``OUT-report/`` next to ``OUT``: where a command's report and trace go without ``--report``."""
+    output = Path(output)
+    return output.with_name(output.stem + "-report")
+
+
 def write_report(
     out_dir: str | Path,
     title: str,
@@ -70,90 +77,76 @@ def write_report(
     after: Stats,
     trace: Trace,
     info: dict | None = None,
-    trace_file: str | None = None,
 ) -> dict[str, Path]:
-    """Write report.md, report.html, lengths.png (and balance.png with a category field); return their paths."""
+    """Write report.md, report.html, report.json, lengths.png (and balance.png with a category field).
+
+    Returns their paths. The Markdown and the HTML say the same in the same order; the JSON is the
+    machine-readable summary (stats before/after, every step's counts per reason).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"lengths": plot_lengths(before, after, out / "lengths.png")}
     if before.category_field:
         files["balance"] = plot_balance(before, after, out / "balance.png")
-    rows_tbl = [("", "before", "after")] + [
+    page = _Page(
+        title,
+        info or {},
+        str(trace.path) if trace.path else None,
+        before_after_table(before, after),
+        steps_table(trace),
+        "balance" in files,
+    )
+    files["md"] = _write(out / "report.md", _markdown(page))
+    files["html"] = _write(out / "report.html", _html(page))
+    summary = summary_json(title, page.info, before, after, trace)
+    files["json"] = _write(
+        out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False)
+    )
+    return files
+
+
+@dataclass
+class _Page:
+    """What report.md and report.html both show."""
+
+    title: str
+    info: dict
+    trace_file: str | None
+    before_after: list[tuple]
+    steps: list[tuple]
+    has_balance: bool
+
+
+def before_after_table(before: Stats, after: Stats) -> list[tuple]:
+    """Header row, then rows, lengths and one row per category, before against after."""
+    rows: list[tuple] = [
+        ("", "before", "after"),
         ("rows", before.rows, after.rows),
         ("mean characters", f"{before.chars_mean:.1f}", f"{after.chars_mean:.1f}"),
         ("min characters", before.chars_min or 0, after.chars_min or 0),
         ("max characters", before.chars_max, after.chars_max),
     ]
     for c in sorted(set(before.categories) | set(after.categories)):
-        rows_tbl.append(
-            (
-                f"{before.category_field} = {c}",
-                before.categories[c],
-                after.categories[c],
-            )
+        rows.append(
+            (f"{before.category_field} = {c}", before.categories[c], after.categories[c])
         )
-    steps_tbl = [("step", "action", "reason", "rows")] + [
-        (s, a, k, n)
-        for (s, a, k), n in sorted(
-            trace.reasons.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[1])
-        )
-    ]
-    info = info or {}
-    md = [f"# {title}", ""]
-    md += [f"- {k}: `{v}`" for k, v in info.items()]
-    if trace_file:
-        md.append(
-            f"- every removed / changed / added / flagged row with its reason: `{trace_file}`"
-        )
-    md += [
-        "",
-        "## Before and after",
-        "",
-        *_md_table(rows_tbl),
-        "",
-        "## What each step did",
-        "",
-    ]
-    md += (
-        _md_table(steps_tbl)
-        if len(steps_tbl) > 1
-        else ["No row was removed, changed, added or flagged."]
+    return rows
+
+
+def steps_table(trace: Trace) -> list[tuple]:
+    """Header row, then (step, action, reason, rows); the most frequent reason first within an action."""
+    ordered = sorted(
+        trace.reasons.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[1])
     )
-    md += ["", "## Plots", "", "![lengths](lengths.png)"]
-    if "balance" in files:
-        md.append("![balance](balance.png)")
-    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    body = [f"<h1>{html.escape(title)}</h1>", "<ul>"]
-    body += [
-        f"<li>{html.escape(str(k))}: <code>{html.escape(str(v))}</code></li>"
-        for k, v in info.items()
+    return [("step", "action", "reason", "rows")] + [
+        (s, a, k, n) for (s, a, k), n in ordered
     ]
-    if trace_file:
-        body.append(
-            f"<li>trace of every removed / changed / added / flagged row: <code>{html.escape(trace_file)}</code></li>"
-        )
-    body += [
-        "</ul>",
-        "<h2>Before and after</h2>",
-        _html_table(rows_tbl),
-        "<h2>What each step did</h2>",
-    ]
-    body.append(
-        _html_table(steps_tbl)
-        if len(steps_tbl) > 1
-        else "<p>No row was removed, changed, added or flagged.</p>"
-    )
-    body += ["<h2>Plots</h2>", '<img src="lengths.png" alt="lengths">']
-    if "balance" in files:
-        body.append('<img src="balance.png" alt="balance">')
-    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}"
-    (out / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n",
-        encoding="utf-8",
-    )
-    summary = {
+
+
+def summary_json(
+    title: str, info: dict, before: Stats, after: Stats, trace: Trace
+) -> dict:
+    return {
         "title": title,
         **info,
         "before": before.as_json(),
@@ -163,17 +156,60 @@ def write_report(
             for (s, a, k), n in sorted(trace.reasons.items())
         ],
     }
-    (out / "report.json").write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8"
+
+
+_NOTHING_DONE = "No row was removed, changed, added or flagged."
+
+
+def _markdown(page: _Page) -> str:
+    md = [f"# {page.title}", ""]
+    md += [f"- {k}: `{v}`" for k, v in page.info.items()]
+    if page.trace_file:
+        md.append(
+            f"- every removed / changed / added / flagged row with its reason: `{page.trace_file}`"
+        )
+    md += ["", "## Before and after", "", *_md_table(page.before_after), ""]
+    md += ["## What each step did", ""]
+    md += _md_table(page.steps) if len(page.steps) > 1 else [_NOTHING_DONE]
+    md += ["", "## Plots", "", "![lengths](lengths.png)"]
+    if page.has_balance:
+        md.append("![balance](balance.png)")
+    return "\n".join(md) + "\n"
+
+
+_STYLE = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}"
+
+
+def _html(page: _Page) -> str:
+    esc = html.escape
+    body = [f"<h1>{esc(page.title)}</h1>", "<ul>"]
+    body += [
+        f"<li>{esc(str(k))}: <code>{esc(str(v))}</code></li>"
+        for k, v in page.info.items()
+    ]
+    if page.trace_file:
+        body.append(
+            f"<li>trace of every removed / changed / added / flagged row: <code>{esc(page.trace_file)}</code></li>"
+        )
+    body += ["</ul>", "<h2>Before and after</h2>", _html_table(page.before_after)]
+    body.append("<h2>What each step did</h2>")
+    body.append(
+        _html_table(page.steps) if len(page.steps) > 1 else f"<p>{_NOTHING_DONE}</p>"
     )
-    files.update(
-        {
-            "md": out / "report.md",
-            "html": out / "report.html",
-            "json": out / "report.json",
-        }
+    body += ["<h2>Plots</h2>", '<img src="lengths.png" alt="lengths">']
+    if page.has_balance:
+        body.append('<img src="balance.png" alt="balance">')
+    head = f"<meta charset='utf-8'><title>{esc(page.title)}</title><style>{_STYLE}</style>"
+    return (
+        f"<!doctype html><html><head>{head}</head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
     )
-    return files
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _md_table(rows: list[tuple]) -> list[str]:

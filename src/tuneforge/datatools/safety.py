@@ -1,7 +1,8 @@
 """Unsafe-content filter (block and allow lists) and PII scrubbing.
 
 The list filter is deliberately simple and explainable: a row is removed when a block-list term
-occurs on word boundaries after allow-list phrases are blanked out, and the trace names the term.
+occurs on word boundaries after allow-list phrases are blanked out, and the trace names the term
+(the lists and their matching are in ``blocklist.py``, which the refusal detector shares).
 For judgement calls a list cannot make, add a ``judge`` step with ``rubric: safety`` (an LLM judge).
 
 PII: e-mail addresses, phone numbers and card-like numbers (13-19 digits that pass the Luhn check,
@@ -13,80 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
 
 from tuneforge.config.pipeline import PiiStep, SafetyStep
+from tuneforge.datatools.blocklist import BlockList
+from tuneforge.datatools.refusals import RefusalDetector
 from tuneforge.datatools.rows import Row, map_text, response_text, side_text
 from tuneforge.datatools.trace import Trace
-from tuneforge.errors import DataError
-
-
-def read_list(path: str | Path | None = None, bundled: str | None = None) -> list[str]:
-    """Lines of a list file (a user file or a bundled resource), comments and blanks skipped."""
-    if bundled is not None:
-        text = (
-            resources.files("tuneforge.datatools")
-            .joinpath("resources", bundled)
-            .read_text(encoding="utf-8")
-        )
-    else:
-        p = Path(path)  # type: ignore[arg-type]
-        if not p.is_file():
-            raise DataError(
-                f"list file not found: {p}",
-                hint="give a text file with one entry per line",
-            )
-        text = p.read_text(encoding="utf-8")
-    return [
-        ln.strip()
-        for ln in text.splitlines()
-        if ln.strip() and not ln.lstrip().startswith("#")
-    ]
-
-
-def _phrase_regex(terms: list[str]) -> re.Pattern | None:
-    if not terms:
-        return None
-    alts = sorted(
-        {re.escape(t.lower()).replace(r"\ ", r"\s+") for t in terms},
-        key=len,
-        reverse=True,
-    )
-    return re.compile(r"(?<!\w)(" + "|".join(alts) + r")(?!\w)", re.IGNORECASE)
-
-
-class BlockList:
-    def __init__(self, block: list[str], allow: list[str]) -> None:
-        self.block = _phrase_regex(block)
-        self.allow = _phrase_regex(allow)
-        # A term can only match when its longest word occurs in the lower-cased text: a substring
-        # test per term is far cheaper than the case-insensitive alternation on every row.
-        self.gate = tuple(
-            {max(re.findall(r"\w+", t.lower()) or [t.lower()], key=len) for t in block}
-        )
-
-    @classmethod
-    def from_config(cls, cfg: SafetyStep) -> BlockList:
-        block = read_list(bundled="blocklist.txt") if cfg.bundled else []
-        allow = read_list(bundled="allowlist.txt") if cfg.bundled else []
-        if cfg.blocklist:
-            block += read_list(cfg.blocklist)
-        if cfg.allowlist:
-            allow += read_list(cfg.allowlist)
-        return cls(block, allow)
-
-    def find(self, text: str) -> str | None:
-        """The first blocked term in text (after allow-listed phrases are blanked), or None."""
-        if self.block is None:
-            return None
-        low = text.lower()
-        if not any(g in low for g in self.gate) or self.block.search(text) is None:
-            return None
-        if self.allow is not None:
-            text = self.allow.sub(" ", text)
-        m = self.block.search(text)
-        return m.group(0).lower() if m else None
 
 
 class Safety:
@@ -95,11 +28,7 @@ class Safety:
     def __init__(self, cfg: SafetyStep) -> None:
         self.cfg = cfg
         self.lists = BlockList.from_config(cfg)
-        self.refusals = None
-        if cfg.keep_refusals:
-            from tuneforge.datatools.refusals import RefusalDetector
-
-            self.refusals = RefusalDetector()
+        self.refusals = RefusalDetector() if cfg.keep_refusals else None
 
     def run(self, rows: Iterator[Row], trace: Trace) -> Iterator[Row]:
         for row in rows:

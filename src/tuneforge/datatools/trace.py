@@ -15,6 +15,7 @@ from typing import Any
 from tuneforge.datatools.rows import Row
 
 ACTIONS = ("removed", "changed", "added", "flagged")
+TRACE_FILE = "trace.jsonl"  # its name inside a report directory
 
 
 class Trace:
