@@ -30,10 +30,10 @@ def load_run(path: str | Path, *, dtype=None) -> LoadedRun:
     load = load_reward_model if recipe.objective.type == "reward" else load_model
     if (p / ADAPTER_DIR).is_dir():
         tokenizer = load_tokenizer(str(p / ADAPTER_DIR)) if (p / ADAPTER_DIR / "tokenizer_config.json").is_file() else load_tokenizer(recipe.model.name)
-        if recipe.method.type == "qlora":  # the 4-bit base it was trained on, never loaded in full precision
-            base = load_base_model(recipe.model.name, recipe.method)
-        else:
+        if recipe.objective.type == "reward":
             base = load(recipe.model.name, dtype=dtype)
+        else:  # as trained: qlora's 4-bit base is never loaded in full precision
+            base = load_base_model(recipe.model.name, recipe.method, dtype=dtype)
         model = load_method(base, p / ADAPTER_DIR, recipe.method)  # a peft or bottleneck adapter
     elif (p / MODEL_DIR).is_dir():
         tokenizer = load_tokenizer(str(p / MODEL_DIR))

@@ -92,6 +92,21 @@ CASES = {
         ["training.eval_steps=10", "data.val_fraction=0.1"],
         "training.eval_steps needs validation data",
     ),
+    "warmup-with-constant-schedule": (
+        ["training.lr_scheduler=constant", "training.warmup_ratio=0.1"],
+        ["training.lr_scheduler=constant_with_warmup", "training.warmup_ratio=0.1"],
+        "has no effect with training.lr_scheduler 'constant'",
+    ),
+    "early-stopping-saves-without-evaluating": (
+        ["training.early_stopping_patience=2", "data.val_fraction=0.1", "training.save_steps=10"],
+        ["training.early_stopping_patience=2", "data.val_fraction=0.1", "training.save_steps=10", "training.eval_steps=5"],
+        "with training.save_steps set, set training.eval_steps too",
+    ),
+    "early-stopping-saves-between-evaluations": (
+        ["training.early_stopping_patience=2", "data.val_fraction=0.1", "training.save_steps=10", "training.eval_steps=4"],
+        ["training.early_stopping_patience=2", "data.val_fraction=0.1", "training.eval_steps=4"],
+        "training.save_steps (10) must be a multiple of training.eval_steps (4)",
+    ),
 }
 
 

@@ -30,6 +30,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config import load_recipe
 from tuneforge.config.schema import Recipe
+from tuneforge.errors import ConfigError
 from tuneforge.recipes import train
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
@@ -130,9 +131,12 @@ SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_lr_at_every_step_follows_the_schedule(tmp_path, tiny_model_dir, scheduler, warmup_ratio):
     total = 10
-    recipe = _recipe(
-        tmp_path, tiny_model_dir, f"training.max_steps={total}", f"training.lr_scheduler={scheduler}", f"training.warmup_ratio={warmup_ratio}"
-    )
+    overrides = [f"training.max_steps={total}", f"training.lr_scheduler={scheduler}", f"training.warmup_ratio={warmup_ratio}"]
+    if scheduler == "constant" and warmup_ratio:  # transformers' constant schedule ignores warmup: refused up front
+        with pytest.raises(ConfigError, match="warmup_ratio .* has no effect with training.lr_scheduler 'constant'"):
+            _recipe(tmp_path, tiny_model_dir, *overrides)
+        return
+    recipe = _recipe(tmp_path, tiny_model_dir, *overrides)
     spy = OptimizerSpy()
     result = train(recipe, callbacks=[spy])
 
@@ -274,15 +278,14 @@ def test_early_stopping_resets_on_improvement_and_keeps_the_best_model(tmp_path,
     row: each improvement must reset the count. load_best_model_at_end (set with early stopping) must
     leave the best evaluation's weights in adapter/, not the last step's.
 
-    save_steps is set because transformers refuses load_best_model_at_end unless checkpoints follow
-    the evaluations (eval_steps alone is a ValueError today); the default save_total_limit of 2
-    keeps the best checkpoint and the newest.
+    No save_steps: with eval_steps alone tuneforge keeps a checkpoint at each evaluation, which
+    load_best_model_at_end needs; the default save_total_limit of 2 keeps the best one and the newest.
     """
     patience, max_steps = 2, 20
     recipe = _recipe(
         tmp_path, tiny_model_dir,
         "training.learning_rate=5e-2", "training.seed=1", "training.lr_scheduler=constant", f"training.max_steps={max_steps}",
-        f"training.early_stopping_patience={patience}", "training.eval_steps=1", "training.save_steps=1",
+        f"training.early_stopping_patience={patience}", "training.eval_steps=1",
         validation=True,
     )  # fmt: skip
     evals = EvalLosses()

@@ -25,7 +25,7 @@ LM_OBJECTIVES = ("sft", "pretrain")
 
 def inapplicable_setting(recipe: Recipe) -> str | None:
     """The first setting of ``recipe`` that cannot apply, as an error message; None when all apply."""
-    return _method_problem(recipe) or _training_problem(recipe)
+    return _method_problem(recipe) or _training_problem(recipe) or _schedule_problem(recipe)
 
 
 def _method_problem(recipe: Recipe) -> str | None:
@@ -111,4 +111,27 @@ def _training_problem(recipe: Recipe) -> str | None:
         )
     if training.eval_steps and not (recipe.data.validation or recipe.data.val_fraction > 0):
         return "training.eval_steps needs validation data; set data.validation or data.val_fraction, or remove training.eval_steps"
+    return None
+
+
+def _schedule_problem(recipe: Recipe) -> str | None:
+    """LR schedule and checkpoint settings that transformers would ignore or reject only once training starts."""
+    t = recipe.training
+    if t.warmup_ratio > 0 and t.lr_scheduler == "constant":
+        return (
+            f"training.warmup_ratio ({t.warmup_ratio}) has no effect with training.lr_scheduler 'constant'; "
+            "use lr_scheduler: constant_with_warmup, or set warmup_ratio: 0"
+        )
+    if t.early_stopping_patience and t.save_steps:
+        # the best checkpoint is restored at the end, so every evaluation must have a checkpoint
+        if not t.eval_steps:
+            return (
+                "training.early_stopping_patience restores the best checkpoint, so checkpoints must follow evaluations: "
+                "with training.save_steps set, set training.eval_steps too (save_steps a multiple of it), or remove save_steps"
+            )
+        if t.save_steps % t.eval_steps:
+            return (
+                f"training.save_steps ({t.save_steps}) must be a multiple of training.eval_steps ({t.eval_steps}) "
+                "with training.early_stopping_patience, so the best evaluation has a checkpoint to restore"
+            )
     return None

@@ -102,7 +102,7 @@ class DataSection(Section):
     system_prompt: str | None = Field(None, description="System message prepended to every chat example without one.")
     pipeline: list[PipelineStep] = Field(
         default_factory=list,
-        description="Data toolkit steps run on data.train before training (normalize, dedup, safety, pii, refusals, balance, judge, augment, convert, chunk); see docs/DATA.md.",
+        description="Data toolkit steps run on data.train before training (normalize, dedup, safety, pii, refusals, balance, judge, augment, templates, convert, chunk); see docs/DATA.md.",
     )
     replay: ReplayOptions | None = Field(None, description="Mix general data into data.train at a ratio (replay buffer against forgetting); see docs/DATA.md.")
 
@@ -175,7 +175,7 @@ class TrainingSection(Section):
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: once per epoch).")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
     early_stopping_patience: int | None = Field(
-        None, gt=0, description="Stop when validation loss has not improved for this many evaluations."
+        None, gt=0, description="Stop when validation loss has not improved for this many evaluations, then restore the best checkpoint (with eval_steps and no save_steps, a checkpoint is kept at each evaluation)."
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
     packing: bool = Field(
@@ -244,7 +244,7 @@ class Recipe(Section):
         if self.objective.type == "sft" and fmt == "text":
             raise ValueError(
                 "objective.type 'sft' needs prompt/response data but data.format is 'text'; "
-                "set objective.type: pretrain for raw text, or use alpaca/messages data"
+                "set objective.type: pretrain for raw text, or use alpaca, messages or prompt_completion data"
             )
         if self.objective.type in ("sft", "pretrain") and fmt in ("preference", "kto"):
             raise ValueError(

@@ -37,7 +37,10 @@ def training_arguments(
     every_epoch = {"eval_strategy": "epoch" if has_val else "no", "save_strategy": "epoch"}
     if t.eval_steps and has_val:
         every_epoch["eval_strategy"] = "steps"
-    if t.save_steps:
+    save_steps = t.save_steps
+    if t.early_stopping_patience and t.eval_steps and not save_steps:
+        save_steps = t.eval_steps  # restoring the best evaluation needs a checkpoint at each one
+    if save_steps:
         every_epoch["save_strategy"] = "steps"
     return TuneforgeTrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS_DIR),
@@ -61,7 +64,7 @@ def training_arguments(
         # non-reentrant checkpointing needs no input that requires grad, so frozen embeddings (LoRA) just work
         activation_checkpointing_kwargs={"use_reentrant": False} if t.activation_checkpointing else None,
         eval_steps=t.eval_steps,
-        save_steps=t.save_steps,
+        save_steps=save_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=bool(t.early_stopping_patience),
         metric_for_best_model="eval_loss" if t.early_stopping_patience else None,
