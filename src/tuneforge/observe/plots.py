@@ -1,8 +1,8 @@
 """Loss curves from a run's ``metrics.jsonl``.
 
 The plot is drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas rather than through
-``pyplot``: pyplot keeps global state and picks a GUI backend, which breaks in threads (the web UI,
-a training callback) and on machines without a display.
+``pyplot``: pyplot keeps global state and picks a GUI backend, which breaks in threads (a
+training callback, any caller that is not the main thread) and on machines without a display.
 """
 
 from __future__ import annotations

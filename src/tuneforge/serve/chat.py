@@ -1,6 +1,6 @@
 """Chat with a model: render messages with the tokenizer's own chat template and stream the reply.
 
-The CLI chat, the HTTP server and the web UI all answer through :func:`stream_reply`, so a reply
+The terminal chat (and any other front end) answers through :func:`stream_reply`, so a reply
 looks the same everywhere and matches what training saw: the prompt comes from
 ``tokenizer.apply_chat_template`` (the template saved with the model), never from a hand-built
 string. Generation is transformers' ``generate`` with a ``TextIteratorStreamer``; the thread and
