@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from tuneforge.data.preference import PreferenceRecord, UnpairedRecord, as_unpaired
-from tuneforge.data.prepare import PrepareReport
+from tuneforge.data.prepare import PrepareReport, finish_report
 from tuneforge.data.records import BadRow, ChatRecord, Message
 from tuneforge.data.render import IGNORE_INDEX, assistant_char_spans
 from tuneforge.errors import DataError
@@ -114,9 +114,7 @@ def build_pair_examples(
         fitted = _fit_sides((chosen, rejected), r.source, max_length, overlong, report)
         if fitted is not None:
             examples.append(PairExample(fitted[0], fitted[1], r.source))
-    _finish(
-        report, [s for e in examples for s in (e.chosen, e.rejected)], len(examples)
-    )
+    finish_report(report, [s for e in examples for s in (e.chosen, e.rejected)], len(examples), "preference")
     return examples, report
 
 
@@ -135,7 +133,7 @@ def build_unpaired_examples(
         fitted = _fit_sides((side,), r.source, max_length, overlong, report)
         if fitted is not None:
             examples.append(UnpairedExample(fitted[0], r.label, r.source))
-    _finish(report, [e.side for e in examples], len(examples))
+    finish_report(report, [e.side for e in examples], len(examples), "preference")
     if len(examples) > 1 and (
         all(e.desirable for e in examples) or not any(e.desirable for e in examples)
     ):
@@ -145,14 +143,3 @@ def build_unpaired_examples(
             hint="add rows with the other label, or use paired preference data",
         )
     return examples, report
-
-
-def _finish(report: PrepareReport, sides: list[Side], n_examples: int) -> None:
-    report.examples = n_examples
-    report.tokens = sum(len(s.input_ids) for s in sides)
-    report.trained_tokens = sum(s.n_trained for s in sides)
-    if not n_examples:
-        raise DataError(
-            f"no preference examples left after tokenising {report.records} records ({len(report.dropped)} dropped)",
-            hint="check data.max_length and data.overlong; the dropped rows are listed in the run directory",
-        )

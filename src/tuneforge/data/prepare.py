@@ -68,7 +68,7 @@ def prepare_chat(
             report.dropped.append(BadRow(record.source, None, "the chat template rendered no assistant token to train on"))
             continue
         examples.append(ex)
-    _finish(report, examples)
+    finish_report(report, examples, len(examples))
     return examples, report
 
 
@@ -88,17 +88,22 @@ def prepare_text(
         for i in range(0, len(stream), max_length)
         if len(stream[i : i + max_length]) > 1
     ]
-    _finish(report, examples)
+    finish_report(report, examples, len(examples))
     return examples, report
 
 
-def _finish(report: PrepareReport, examples: list[Tokenized]) -> None:
-    report.examples = len(examples)
-    report.tokens = sum(len(e.input_ids) for e in examples)
-    report.trained_tokens = sum(e.n_trained for e in examples)
-    if not examples:
+def finish_report(report: PrepareReport, sequences: Sequence, n_examples: int, kind: str = "training") -> None:
+    """Count the kept examples and their tokens into ``report``; none left is an error that says where to look.
+
+    ``sequences`` are the tokenised rows (a preference example has two sides, so it may differ from
+    ``n_examples``); each has ``input_ids`` and ``n_trained``.
+    """
+    report.examples = n_examples
+    report.tokens = sum(len(s.input_ids) for s in sequences)
+    report.trained_tokens = sum(s.n_trained for s in sequences)
+    if not n_examples:
         raise DataError(
-            f"no training examples left after tokenising {report.records} records ({len(report.dropped)} dropped)",
+            f"no {kind} examples left after tokenising {report.records} records ({len(report.dropped)} dropped)",
             hint="check data.max_length and data.overlong; the dropped rows are listed in the run directory",
         )
 
