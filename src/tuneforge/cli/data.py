@@ -47,7 +47,7 @@ def register(parent: typer.Typer) -> None:
 
 
 # Options shared by several commands.
-Fmt = Annotated[str, typer.Option("--format", "-f", help="auto, alpaca, messages or text.")]
+Fmt = Annotated[str, typer.Option("--format", "-f", help="auto, alpaca, messages, prompt_completion or text.")]
 ReportDir = Annotated[
     Path | None, typer.Option("--report", help="Report directory (default: OUT-report next to OUT).")
 ]
@@ -434,13 +434,13 @@ def split(
 @user_errors
 def convert(
     file: Annotated[Path, typer.Argument(help="Data file.")],
-    to: Annotated[str, typer.Option(help="messages, sharegpt, alpaca or text.")],
+    to: Annotated[str, typer.Option(help="messages, sharegpt, alpaca, prompt_completion or text.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Converted JSONL file.")],
     fmt: Fmt = "auto",
     report: ReportDir = None,
     skip_bad: SkipBad = False,
 ) -> None:
-    """Convert between alpaca, messages, ShareGPT and text (extra fields kept)."""
+    """Convert between alpaca, messages, ShareGPT, prompt_completion and text (extra fields kept)."""
     # lazy: tuneforge.config.pipeline (pydantic) costs 0.18 s of `tuneforge --help` (module docstring), measured
     from pydantic import ValidationError
 
@@ -449,7 +449,7 @@ def convert(
     try:
         step = ConvertStep(to=to)
     except ValidationError:
-        raise TuneforgeError(f"--to {to!r} is not a format", hint="use messages, sharegpt, alpaca or text") from None
+        raise TuneforgeError(f"--to {to!r} is not a format", hint="use messages, sharegpt, alpaca, prompt_completion or text") from None
     _run(file, output, [step], fmt, report, skip_bad, "tuneforge data convert")
 
 

@@ -232,7 +232,7 @@ class TemplatesStep(_Step):
 
 class ConvertStep(_Step):
     step: Literal["convert"] = "convert"
-    to: Literal["messages", "sharegpt", "alpaca", "text"] = Field(
+    to: Literal["messages", "sharegpt", "alpaca", "prompt_completion", "text"] = Field(
         ..., description="Target format."
     )
 

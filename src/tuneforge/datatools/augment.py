@@ -20,12 +20,10 @@ from tuneforge.config.pipeline import AugmentStep
 from tuneforge.datatools.dedup import text_hash
 from tuneforge.datatools.rows import (
     Row,
-    _role,
-    _turns,
     get_at,
     prompt_text,
+    request_path,
     set_at,
-    text_slots,
 )
 from tuneforge.datatools.spill import Spill
 from tuneforge.datatools.trace import Trace
@@ -77,24 +75,6 @@ def synonym_variant(
         out += [text[last : m.start()], syn]
         last = m.end()
     return "".join(out) + text[last:]
-
-
-def prompt_path(row: Row) -> tuple | None:
-    """Where the request text lives: instruction, the last user turn, or the text itself."""
-    if row.format == "alpaca":
-        return ("instruction",)
-    if row.format == "text":
-        return ("text",)
-    turns = _turns(row.data)
-    if turns is None:
-        return None
-    _, role_key, _, items = turns
-    users = [
-        p
-        for p in text_slots(row.data, row.format, "prompt")
-        if _role(items[p[1]].get(role_key)) == "user"
-    ]
-    return users[-1] if users else None
 
 
 class Augment:
@@ -158,7 +138,7 @@ class Augment:
             rng = random.Random(cfg.seed)
             for row in spill:
                 yield row
-                path = prompt_path(row)
+                path = request_path(row)
                 if path is None or cfg.max_variants == 0:
                     continue
                 original = get_at(row.data, path)

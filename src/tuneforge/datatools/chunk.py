@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tuneforge.config.pipeline import ChunkStep
+from tuneforge.datatools.convert import FORMAT_KEYS
 from tuneforge.datatools.rows import Row, side_text
 from tuneforge.datatools.trace import Trace
 
@@ -54,20 +55,9 @@ class Chunk:
             if len(pieces) == 1 and row.format == "text":
                 yield row
                 continue
-            extra = {
-                k: v
-                for k, v in row.data.items()
-                if k
-                not in (
-                    "text",
-                    "messages",
-                    "conversations",
-                    "instruction",
-                    "input",
-                    "output",
-                    "system",
-                )
-            }
+            # Every format's keys go, not only this row's: a chunk keeping "prompt" and "completion"
+            # would be read back as a prompt-completion row.
+            extra = {k: v for k, v in row.data.items() if k not in FORMAT_KEYS}
             trace.log(
                 self.name,
                 "changed",

@@ -3,7 +3,7 @@
 Two passes per file (count, then write the sampled rows), so nothing is held in memory but row
 indices. Without ``total`` the mix is the largest one that needs no repeated row; with a bigger
 ``total`` small sources are repeated (whole copies, then a seeded sample). Sources in different
-formats are converted to messages.
+formats are converted to one (see :func:`common_format`).
 """
 
 from __future__ import annotations
@@ -61,6 +61,19 @@ def plan_mix(counts: list[int], weights: list[float], total: int | None) -> list
     return [round(s * total) for s in share]
 
 
+def common_format(formats: list[str]) -> str:
+    """The format a mix is written in: the sources' own when they agree, else one they convert to.
+
+    Alpaca and prompt-completion sources meet as prompt-completion, since every alpaca row is a
+    prompt and its completion; any other mix becomes messages, the most general chat format (a row
+    that cannot be written in it, such as a prompt with assistant turns, stops the mix naming it).
+    """
+    kinds = set(formats)
+    if len(kinds) == 1:
+        return formats[0]
+    return "prompt_completion" if kinds == {"alpaca", "prompt_completion"} else "messages"
+
+
 def mix_rows(
     sources: list[tuple[str, float]],
     total: int | None = None,
@@ -69,12 +82,12 @@ def mix_rows(
     trace: Trace | None = None,
     before: Stats | None = None,
 ) -> Iterator[Row]:
-    """Rows of the mix, source by source (the trainer shuffles); converted to messages if formats differ.
+    """Rows of the mix, source by source (the trainer shuffles); converted to one format if formats differ.
 
     With a trace, rows left out of the mix and repeated rows are written to it.
     """
     formats = [detect_file_format(p, fmt) for p, _ in sources]
-    common = formats[0] if len(set(formats)) == 1 else "messages"
+    common = common_format(formats)
     counts = [_count(p, f) for (p, _), f in zip(sources, formats)]
     takes = plan_mix(counts, [w for _, w in sources], total)
     rng = random.Random(seed)

@@ -212,7 +212,7 @@ def prepare_training_file(
         return data.train
     if preference:
         raise DataError(
-            "data.pipeline / data.replay work on alpaca, messages and text data, not on preference pairs",
+            "data.pipeline / data.replay work on alpaca, messages, prompt_completion and text data, not on preference data",
             hint="clean the preference file's prompts with `tuneforge data` beforehand, or remove data.pipeline",
         )
     out_dir = Path(run_dir) / PIPELINE_DIR

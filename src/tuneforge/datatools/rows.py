@@ -2,7 +2,8 @@
 
 Steps edit the raw dict rather than the parsed record so that cleaned output keeps the user's
 format and any extra fields (a category, an id). The helpers below say where the text of each
-format lives, so a step can be written once for alpaca, messages, ShareGPT and text.
+format lives, so a step can be written once for alpaca, messages, ShareGPT, prompt-completion and
+text.
 """
 
 from __future__ import annotations
@@ -40,6 +41,28 @@ def _role(raw: Any) -> str:
     return {"human": "user", "gpt": "assistant"}.get(r, r)
 
 
+def _pc_slots(data: dict, side: str) -> list[Path_]:
+    """Text fields of a prompt-completion row: the prompt side is ``system`` and the whole prompt
+    (assistant turns inside a conversational prompt are context, not answers), the response side is
+    the completion, because that is the part training learns."""
+    out: list[Path_] = []
+    for key in ("prompt", "completion"):
+        if side != "all" and (side == "response") != (key == "completion"):
+            continue
+        if key == "prompt" and isinstance(data.get("system"), str):
+            out.append(("system",))
+        value = data.get(key)
+        if isinstance(value, str):
+            out.append((key,))
+        elif isinstance(value, list):
+            out.extend(
+                (key, i, "content")
+                for i, turn in enumerate(value)
+                if isinstance(turn, dict) and isinstance(turn.get("content"), str)
+            )
+    return out
+
+
 def text_slots(data: dict, fmt: str, side: str = "all") -> list[Path_]:
     """Key paths of the text fields of a row; side is all, prompt (user/system/instruction) or response."""
     if fmt == "text":
@@ -50,6 +73,8 @@ def text_slots(data: dict, fmt: str, side: str = "all") -> list[Path_]:
             "response": ("output",),
         }.get(side, ("system", "instruction", "input", "output"))
         return [(k,) for k in keys if isinstance(data.get(k), str)]
+    if fmt == "prompt_completion":
+        return _pc_slots(data, side)
     turns = _turns(data)
     if turns is None:
         return []
@@ -62,6 +87,37 @@ def text_slots(data: dict, fmt: str, side: str = "all") -> list[Path_]:
         if side == "all" or (side == "response") == is_resp:
             out.append((key, i, content_key))
     return out
+
+
+def _last_user(key: str, items: Any, role_key: str, content_key: str) -> Path_ | None:
+    if not isinstance(items, list):
+        return None
+    users = [
+        (key, i, content_key)
+        for i, t in enumerate(items)
+        if isinstance(t, dict)
+        and _role(t.get(role_key)) == "user"
+        and isinstance(t.get(content_key), str)
+    ]
+    return users[-1] if users else None
+
+
+def request_path(row: Row) -> Path_ | None:
+    """Where the one request text of a row lives (what augment rewrites, dedup ``key: prompt`` compares):
+    the instruction, a string prompt, the last user turn of a conversational prompt or of a chat, or
+    the text itself; None when the row has none."""
+    if row.format == "alpaca":
+        return ("instruction",)
+    if row.format == "text":
+        return ("text",)
+    if row.format == "prompt_completion":
+        prompt = row.data.get("prompt")
+        return ("prompt",) if isinstance(prompt, str) else _last_user("prompt", prompt, "role", "content")
+    turns = _turns(row.data)
+    if turns is None:
+        return None
+    key, role_key, content_key, items = turns
+    return _last_user(key, items, role_key, content_key)
 
 
 def get_at(data: Any, path: Path_) -> Any:
@@ -91,28 +147,19 @@ def side_text(row: Row, side: str = "all") -> str:
 
 
 def prompt_text(row: Row) -> str:
-    """The request side: the instruction (+ input), or the last user turn before the last answer."""
+    """The request side: the instruction (+ input), else the text at :func:`request_path`; "" for text
+    rows, which have no request."""
     if row.format == "alpaca":
         parts = [row.data.get("instruction") or "", row.data.get("input") or ""]
         return "\n\n".join(p for p in parts if p.strip())
     if row.format == "text":
         return ""
-    turns = _turns(row.data)
-    if turns is None:
-        return ""
-    _, role_key, content_key, items = turns
-    users = [
-        t[content_key]
-        for t in items
-        if isinstance(t, dict)
-        and _role(t.get(role_key)) == "user"
-        and isinstance(t.get(content_key), str)
-    ]
-    return users[-1] if users else ""
+    path = request_path(row)
+    return get_at(row.data, path) if path is not None else ""
 
 
 def response_text(row: Row) -> str:
-    """The answer side: output, the last assistant turn, or the text."""
+    """The answer side: output, the last assistant turn (of the completion), or the text."""
     slots = text_slots(row.data, row.format, "response")
     return get_at(row.data, slots[-1]) if slots else ""
 
