@@ -1,7 +1,7 @@
 """Turning records into fixed-size training examples, with an explicit policy for over-long ones.
 
 Nothing is dropped silently: every example that is truncated or left out is counted in the
-:class:`PrepareReport`, and left-out ones keep their source so the runner can write them down.
+:class:`PrepareReport`, and left-out ones keep their source so the recipe can write them down.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Running a list of steps over a file, streaming, with a trace and a report.
 
 ``run_pipeline`` is what ``tuneforge data clean`` / ``augment`` / ``convert`` / ``chunk`` call and what
-the training runner calls for a recipe's ``data.pipeline`` (and ``data.replay``). Steps are chained
+the recipes call for a recipe's ``data.pipeline`` (and ``data.replay``). Steps are chained
 generators, so a row flows through every step before the next is read; steps that need two passes
 (balance, augment) spill to a temporary file.
 """

@@ -3,8 +3,9 @@
 ``sft`` trains assistant turns of chat/alpaca data; ``pretrain`` trains every token of raw text.
 Both use the token-normalised causal LM loss in :mod:`tuneforge.objectives.losses`.
 ``reward``, ``dpo``, ``orpo``, ``simpo`` and ``kto`` train on preference data: their examples come from
-:mod:`tuneforge.objectives.preference`, their losses from :mod:`tuneforge.objectives.preference_losses`,
-and they train with :mod:`tuneforge.train.preference_trainer` (the runner asks :func:`is_preference`).
+:mod:`tuneforge.data.preference_examples`, their log-probs from :mod:`tuneforge.objectives.preference`,
+their losses from :mod:`tuneforge.objectives.preference_losses`, and they train with
+:mod:`tuneforge.train.preference_trainer` (:func:`is_preference` tells them apart).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
+from tuneforge.config.schema import PREFERENCE_OBJECTIVES
 from tuneforge.data.preference_examples import build_pair_examples, build_unpaired_examples
 from tuneforge.data.prepare import PrepareReport, prepare_chat, prepare_text
 from tuneforge.data.records import ChatRecord, Record, TextRecord
@@ -28,7 +30,6 @@ OBJECTIVE_FORMATS = {
     "simpo": ("preference",),
     "kto": ("kto", "preference"),
 }
-PREFERENCE_OBJECTIVES = frozenset({"reward", "dpo", "orpo", "simpo", "kto"})
 
 
 def is_preference(objective: str) -> bool:
