@@ -184,6 +184,7 @@ def _stats_table(file: Path, stats: dict, category: str | None, max_length: int 
     t = Table(title=f"{file} ({stats['format']})", show_header=False)
     for key in ("rows", "bad_rows", "exact_duplicates"):
         t.add_row(key, str(stats[key]))
+    t.add_row("warnings", str(stats["warnings"]["count"]))
     t.add_row(f"length ({stats['length_unit']})", ", ".join(f"{k} {v}" for k, v in stats["length"].items()))
     t.add_row("histogram", ", ".join(f"{k}: {v}" for k, v in stats["length_histogram"].items()))
     t.add_row(
@@ -204,7 +205,9 @@ def _stats_table(file: Path, stats: dict, category: str | None, max_length: int 
 @app.command(epilog="Example: `tuneforge data validate train.jsonl --format alpaca --json`")
 def validate(
     file: Annotated[Path, typer.Argument(help="Data file.")],
-    fmt: Fmt = "auto",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="auto, alpaca, messages, prompt_completion, text, preference or kto.")
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """List every bad row with file:line, field and reason; exit status 1 when there is any (2 for an unreadable file)."""
@@ -222,9 +225,12 @@ def validate(
     else:
         for b in result.bad:
             out.print(b.describe(), highlight=False, soft_wrap=True)
+        for w in result.warnings:
+            out.print(f"warning: {w.describe()}", highlight=False, soft_wrap=True)
         colour = "red" if result.bad else "green"
+        warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
         console.print(
-            f"[bold {colour}]{result.good} good, {len(result.bad)} bad[/] of {result.rows} rows ({result.format})"
+            f"[bold {colour}]{result.good} good, {len(result.bad)} bad[/]{warned} of {result.rows} rows ({result.format})"
         )
     if result.bad:
         raise typer.Exit(1)

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,20 +218,34 @@ class ParsedStream:
 
     Iterating yields a :class:`ParsedRow` or a :class:`BadRow` per row; ``format`` is the resolved
     format ('auto' is resolved from the first row, as :func:`parse_rows` does).
+
+    ``parsers`` and ``detect`` default to the SFT formats'; :mod:`tuneforge.data.preference` passes
+    its own, so preference and KTO files stream through the same loop and give the same BadRows.
     """
 
-    def __init__(self, rows: Iterable[RawRow | BadRow], fmt: str, path: str, system_prompt: str | None = None) -> None:
+    def __init__(
+        self,
+        rows: Iterable[RawRow | BadRow],
+        fmt: str,
+        path: str,
+        system_prompt: str | None = None,
+        *,
+        parsers: Mapping[str, Callable[[dict, str, str | None], Any]] | None = None,
+        detect: Callable[[Any, str], str] | None = None,
+    ) -> None:
         self.rows, self.format, self.path, self.system_prompt = rows, fmt, path, system_prompt
+        self.parsers = PARSERS if parsers is None else parsers
+        self.detect = detect_format if detect is None else detect
 
     def __iter__(self) -> Iterator[ParsedRow | BadRow]:
-        parser = PARSERS[self.format] if self.format != "auto" else None
+        parser = self.parsers[self.format] if self.format != "auto" else None
         for row in self.rows:
             if isinstance(row, BadRow):
                 yield row
                 continue
             if parser is None:
-                self.format = detect_format(row.data, self.path)
-                parser = PARSERS[self.format]
+                self.format = self.detect(row.data, self.path)
+                parser = self.parsers[self.format]
             if not isinstance(row.data, dict):
                 yield BadRow(row.source, None, f"must be a JSON object, got {type(row.data).__name__}", row.data)
                 continue

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.data.formats import ROLES, RowError, bad_rows_error
+from tuneforge.data.formats import ROLES, ParsedStream, RowError, bad_rows_error
 from tuneforge.data.readers import read_rows
 from tuneforge.data.records import BadRow, LoadedData, Message, RawRow
 from tuneforge.errors import DataError
@@ -232,37 +232,43 @@ def detect_preference_format(row: Any, path: str) -> str:
     )
 
 
+def iter_preference_parsed(
+    path: str | Path, fmt: str = "auto", system_prompt: str | None = None
+) -> ParsedStream:
+    """Stream a preference or KTO file as parsed rows (what ``tuneforge data validate`` checks).
+
+    It is the same :class:`ParsedStream` training reads through (:func:`parse_preference_rows`), so
+    a row's BadRow here is word for word the one ``tuneforge train`` stops on.
+    """
+    _check_format(fmt)
+    return ParsedStream(
+        read_rows(path), fmt, str(path), system_prompt, parsers=PARSERS, detect=detect_preference_format
+    )
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("auto", *PREFERENCE_FORMATS):
+        raise DataError(
+            f"data format '{fmt}' is not preference data",
+            hint="use data.format preference, kto or auto",
+        )
+
+
 def parse_preference_rows(
     rows: Iterable[RawRow | BadRow],
     fmt: str,
     path: str,
     system_prompt: str | None = None,
 ) -> LoadedData:
+    """Every row as a record or a BadRow; 'auto' is resolved from the first readable row."""
+    stream = ParsedStream(rows, fmt, path, system_prompt, parsers=PARSERS, detect=detect_preference_format)
     loaded = LoadedData(path=path, format=fmt)
-    for row in rows:
-        if isinstance(row, BadRow):
-            loaded.bad_rows.append(row)
-            continue
-        if loaded.format == "auto":
-            loaded.format = detect_preference_format(row.data, path)
-        if not isinstance(row.data, dict):
-            loaded.bad_rows.append(
-                BadRow(
-                    row.source,
-                    None,
-                    f"must be a JSON object, got {type(row.data).__name__}",
-                    row.data,
-                )
-            )
-            continue
-        try:
-            loaded.records.append(
-                PARSERS[loaded.format](row.data, row.source, system_prompt)
-            )  # type: ignore[arg-type]
-        except RowError as exc:
-            loaded.bad_rows.append(BadRow(row.source, exc.field, exc.reason, row.data))
-    if loaded.format == "auto":
-        loaded.format = "preference"
+    for item in stream:
+        if isinstance(item, BadRow):
+            loaded.bad_rows.append(item)
+        else:
+            loaded.records.append(item.record)  # type: ignore[arg-type]
+    loaded.format = "preference" if stream.format == "auto" else stream.format
     return loaded
 
 
@@ -274,11 +280,7 @@ def load_preference_records(
     system_prompt: str | None = None,
 ) -> LoadedData:
     """Read and parse a preference or KTO file; with on_bad_rows='error' every bad row is listed and the run stops."""
-    if fmt not in ("auto", *PREFERENCE_FORMATS):
-        raise DataError(
-            f"data format '{fmt}' is not preference data",
-            hint="use data.format preference, kto or auto",
-        )
+    _check_format(fmt)
     loaded = parse_preference_rows(read_rows(path), fmt, str(path), system_prompt)
     if loaded.bad_rows and on_bad_rows == "error":
         raise bad_rows_error(loaded)

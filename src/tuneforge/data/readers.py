@@ -5,6 +5,15 @@ every file to one Arrow schema, which turns a wrong-typed field into a whole-fil
 silently into a string) and forgets line numbers, and our contract is to name the file, the line
 and the field of every bad row. Parquet is columnar and typed already, so it goes through
 ``datasets`` and rows are numbered by position.
+
+A UTF-8 byte-order mark at the start of a JSONL, JSON or CSV file is dropped: editors on Windows
+(Notepad, Excel's "CSV UTF-8") write one, and ``json`` refuses it. Only the first line of a JSONL
+file can carry it, so line numbers are unchanged.
+
+Nothing a file holds may escape as anything but a :class:`DataError` or a :class:`BadRow`:
+``json`` also raises ``ValueError`` (an integer over Python's 4300-digit limit) and
+``RecursionError`` (nesting deeper than the interpreter's stack), and ``csv`` raises ``csv.Error``;
+each is turned into a message naming the file and line.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +29,24 @@ from tuneforge.data.records import BadRow, RawRow
 from tuneforge.errors import DataError
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+BOM = "\ufeff"
+# csv's default field limit (131,072 characters) would refuse a long answer outright with
+# "field larger than field limit"; a long field is the validator's warning and the trainer's
+# truncate/drop decision, not an unreadable file, so the limit is lifted (the whole file is in
+# memory already, so the limit protects nothing here).
+_CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+
+
+def _json_value(text: str) -> tuple[object, str | None, int | None]:
+    """``json.loads`` that reports every failure as (None, reason, line) instead of raising."""
+    try:
+        return json.loads(text), None, None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} at column {exc.colno}", exc.lineno
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        return None, f"invalid JSON: {exc}", None
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply to read", None
 
 
 def read_rows(path: str | Path) -> Iterator[RawRow | BadRow]:
@@ -51,23 +79,25 @@ def _read_jsonl(p: Path) -> Iterator[RawRow | BadRow]:
             except UnicodeDecodeError as exc:
                 yield BadRow(where, None, f"undecodable bytes at column {exc.start + 1} (the file must be UTF-8)", None)
                 continue
+            if lineno == 1:
+                line = line.removeprefix(BOM)
             if not line.strip():
                 continue
-            try:
-                yield RawRow(where, json.loads(line))
-            except json.JSONDecodeError as exc:
-                yield BadRow(where, None, f"invalid JSON: {exc.msg} at column {exc.colno}", line.rstrip("\n")[:200])
+            value, reason, _ = _json_value(line)
+            if reason is None:
+                yield RawRow(where, value)
+            else:
+                yield BadRow(where, None, reason, line.rstrip("\n")[:200])
 
 
 def _read_json(p: Path) -> Iterator[RawRow | BadRow]:
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: undecodable bytes at byte {exc.start} (the file must be UTF-8)") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg} at column {exc.colno}") from None
+    data, reason, lineno = _json_value(text)
+    if reason is not None:
+        raise DataError(f"{p}:{lineno}: {reason}" if lineno else f"{p}: {reason}")
     if not isinstance(data, list):
         raise DataError(
             f"{p}: a .json data file must hold a list of records, got {type(data).__name__}",
@@ -82,17 +112,22 @@ def _read_csv(p: Path) -> Iterator[RawRow | BadRow]:
         text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: undecodable bytes at byte {exc.start} (the file must be UTF-8)") from None
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None:
-        return
-    start = 2  # line of the first data row (line 1 is the header)
-    for row in reader:
-        where = f"{p}:{start}"
-        start = reader.line_num + 1
-        if None in row:  # more cells than header columns
-            yield BadRow(where, None, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} header columns", None)
-            continue
-        yield RawRow(where, {k: v for k, v in row.items()})
+    try:
+        if reader.fieldnames is None:
+            return
+        start = 2  # line of the first data row (line 1 is the header)
+        for row in reader:
+            where = f"{p}:{start}"
+            start = reader.line_num + 1
+            if None in row:  # more cells than header columns
+                yield BadRow(where, None, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} header columns", None)
+                continue
+            yield RawRow(where, {k: v for k, v in row.items()})
+    except csv.Error as exc:  # e.g. an unterminated quote at the end of the file
+        raise DataError(f"{p}:{reader.line_num}: unreadable CSV: {exc}") from None
 
 
 def _read_parquet(p: Path) -> Iterator[RawRow | BadRow]:

@@ -15,9 +15,11 @@ from langdetect.lang_detect_exception import LangDetectException
 
 from tuneforge.data.records import BadRow
 from tuneforge.datatools.dedup import text_hash
-from tuneforge.datatools.rows import read_dataset, side_text
+from tuneforge.datatools.rows import RowWarning, read_dataset, row_warnings, side_text
 
 HIST_EDGES = (0, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+# Warnings listed in full in the statistics; the count covers all of them (validate lists every one).
+WARNING_EXAMPLES = 20
 
 
 def detect_language(text: str) -> str:
@@ -56,8 +58,10 @@ def inspect_file(
     lengths: list[int] = []
     hist: Counter = Counter()
     overlong: list[str] = []
+    warnings: list[RowWarning] = []
     for row in read_dataset(path, fmt, on_bad=bad.append):
         rows += 1
+        warnings.extend(row_warnings(row.source, row.data))
         fmt_seen = row.format
         text = side_text(row)
         h = text_hash(text)
@@ -108,6 +112,10 @@ def inspect_file(
         else {},
         "languages": dict(languages.most_common()),
         "languages_sampled": min(rows, lang_sample),
+        "warnings": {
+            "count": len(warnings),
+            "examples": [w.as_json() for w in warnings[:WARNING_EXAMPLES]],
+        },
     }
     if category_field:
         out["categories"] = dict(sorted(categories.items()))

@@ -9,6 +9,7 @@ text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,62 @@ def check_row(row: Row) -> RowError | None:
     except RowError as exc:
         return exc
     return None
+
+
+# C0 controls but tab, newline and carriage return, DEL, and the C1 controls: nothing a person types,
+# usually a bad export (a NUL from a C string, a stray escape code from a terminal log).
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# 100,000 characters is about 25,000 tokens at the usual ~4 characters a token: far past any
+# data.max_length a fine-tune can afford (default 512), so such a field is certainly cut, while
+# real answers, even long code or documents, are rarely a tenth of it. Below it a warning would
+# be noise; data inspect --max-length counts the merely too-long examples in tokens.
+OVERLONG_CHARS = 100_000
+CONTROL_REASON = "kept as is and tokenised by training (remove them if they are not meant to be learnt)"
+OVERLONG_REASON = (
+    "training truncates the example to data.max_length tokens, or drops it with data.overlong: drop "
+    "(an example left with no trained token is dropped either way)"
+)
+
+
+@dataclass(frozen=True)
+class RowWarning:
+    """Something in a usable row that training accepts but the user probably did not mean."""
+
+    source: str
+    field: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.source} field '{self.field}': {self.reason}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"source": self.source, "field": self.field, "reason": self.reason}
+
+
+def _strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    """Every string in a raw row with its key path (iterative: a row may nest deeper than the stack)."""
+    stack: list[tuple[Path_, Any]] = [(path, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            yield where, v
+        elif isinstance(v, dict):
+            stack.extend(((*where, k), x) for k, x in reversed(list(v.items())))
+        elif isinstance(v, list):
+            stack.extend(((*where, i), x) for i, x in reversed(list(enumerate(v))))
+
+
+def row_warnings(source: str, data: Any) -> list[RowWarning]:
+    """Control characters and over-long fields in a row, each naming the field (``messages[1].content``)."""
+    out: list[RowWarning] = []
+    for path, text in _strings(data, ()):
+        name = path_name(path) if path else "(row)"
+        found = sorted({f"U+{ord(c):04X}" for c in CONTROL_CHARS.findall(text)})
+        if found:
+            out.append(RowWarning(source, name, f"holds control character(s) {', '.join(found[:5])}: {CONTROL_REASON}"))
+        if len(text) > OVERLONG_CHARS:
+            out.append(RowWarning(source, name, f"is {len(text):,} characters long (over {OVERLONG_CHARS:,}): {OVERLONG_REASON}"))
+    return out
 
 
 def read_dataset(
