@@ -178,6 +178,13 @@ class TrainingSection(Section):
         None, gt=0, description="Stop when validation loss has not improved for this many evaluations, then restore the best checkpoint (with eval_steps and no save_steps, a checkpoint is kept at each evaluation)."
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="NaN or inf in the loss or a gradient, checked every micro-batch. stop: end the run at that step with "
+        "an error naming the step, the loss or gradient and the batch's source rows (metrics.jsonl and summary.json record it; "
+        "the last committed checkpoint stays, no final weights are written). skip: drop that optimizer step (no weight "
+        "update, gradients zeroed), log it to metrics.jsonl, count it in summary.json and train on.",
+    )
     packing: bool = Field(
         False,
         description="Join each micro-batch's examples into one row without padding; position ids keep them apart "

@@ -50,6 +50,7 @@ from tuneforge.runs import (
     prepare_run_dir,
 )
 from tuneforge.train.callbacks import checkpoint_to_resume
+from tuneforge.train.nonfinite import NonfiniteError, nonfinite_summary
 from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model, world_size
 from tuneforge.train.speed_plan import SpeedPlan, applied, plan_speed, uncompiled
 
@@ -240,8 +241,14 @@ def fit(run: Run, trainer: Trainer, plan: SpeedPlan) -> Fitted:
     """Train under the speed plan (printed), from the --resume checkpoint if there is one."""
     run.console.print(f"[bold]speed[/]: {plan.describe()}")
     started = time.perf_counter()
-    with applied(trainer.model, plan):
-        output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+    try:
+        with applied(trainer.model, plan):
+            output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+    except NonfiniteError as exc:  # training.nonfinite=stop: record why the run ended, write no final weights
+        if run.main:
+            stopped = {"error": exc.message, "nonfinite": exc.event, "steps": trainer.state.global_step, "method": run.recipe.method.type}
+            (run.run_dir / SUMMARY_FILE).write_text(json.dumps(stopped, indent=2))
+        raise
     return Fitted(plan, output.training_loss, time.perf_counter() - started)
 
 
@@ -304,6 +311,7 @@ def write_summary(run: Run, trainer: Trainer, fitted: Fitted, results: dict | No
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
+    summary.update(nonfinite_summary(trainer))
     if results:
         summary["eval"] = results["models"]
     (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))

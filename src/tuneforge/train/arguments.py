@@ -27,6 +27,10 @@ class TuneforgeTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "LoRA+: learning rate of the B matrices / learning rate of the rest (None: one parameter group)."},
     )
+    nonfinite: str = field(
+        default="stop",
+        metadata={"help": "NaN/inf in the loss or a gradient: 'stop' the run at that step, or 'skip' that optimizer step."},
+    )
 
 
 def training_arguments(
@@ -77,5 +81,6 @@ def training_arguments(
         dataloader_num_workers=0,
         head_chunk_rows=t.head_chunk_rows,
         loraplus_lr_ratio=loraplus_lr_ratio,
+        nonfinite=t.nonfinite,
         **every_epoch,
     )

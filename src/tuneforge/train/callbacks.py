@@ -52,6 +52,11 @@ class MetricsLogger(TrainerCallback):
     def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
             return
+        if "nonfinite" in logs:  # a NaN/inf event (train/nonfinite.py): kept whole, rows and names included
+            row = {"step": logs.get("nonfinite_step", state.global_step), **logs, "elapsed_s": round(time.perf_counter() - self._start, 2)}
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            return
         row: dict = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         if "loss" in logs and self._last_time is not None:
@@ -107,6 +112,13 @@ class RichProgress(TrainerCallback):
 
     def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         if self.progress is None or not logs:
+            return
+        if "nonfinite" in logs:
+            self.progress.console.print(
+                f"  [yellow]step {logs.get('nonfinite_step')}: non-finite {logs['nonfinite']} ({logs.get('action')})[/]"
+            )
+            if logs.get("action") == "stop":  # the run ends with an error next, and on_train_end never comes
+                self.on_train_end(args, state, control)
             return
         if "loss" in logs:
             self.progress.update(self.task, loss=f"{logs['loss']:.4f}")

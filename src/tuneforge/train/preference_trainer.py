@@ -54,6 +54,7 @@ from tuneforge.objectives.preference_losses import (
     simpo_loss,
 )
 from tuneforge.objectives.reward import reward_scores
+from tuneforge.train.nonfinite import NonfiniteGuardMixin, RowTaggingCollator, TaggedDataset
 
 REFERENCE_FILE = "reference_logps.jsonl"
 USES_REFERENCE = frozenset({"dpo", "kto"})
@@ -93,7 +94,7 @@ def _key(feature: PreferenceFeature) -> str:
     return ex.source
 
 
-class PreferenceTrainer(Trainer):
+class PreferenceTrainer(NonfiniteGuardMixin, Trainer):
     # compute_loss returns the mean over the pairs (examples) of a micro-batch; the Trainer divides by
     # the accumulation steps, so the update is the mean over the accumulated batch's pairs.
     loss_is_scaled_for_ga = False
@@ -436,12 +437,13 @@ def make_preference_trainer(
     trainer = PreferenceTrainer(
         model=model,
         args=args,
-        train_dataset=ListDataset(train_f),
+        train_dataset=TaggedDataset(train_f),  # items carry their index, so a NaN/inf can name its source rows
         eval_dataset=ListDataset(val_f) if val_f else None,
-        data_collator=collator,
+        data_collator=RowTaggingCollator(collator),
         callbacks=list(callbacks),
         objective=objective,
         ref_model=ref_model,
     )
+    trainer.setup_nonfinite(getattr(args, "nonfinite", "stop"), [f.example.source for f in train_f])
     trainer.remove_callback(PrinterCallback)
     return trainer

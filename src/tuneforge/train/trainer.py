@@ -39,6 +39,7 @@ from tuneforge.objectives.losses import (
     trainer_loss,
 )
 from tuneforge.train.arguments import TuneforgeTrainingArguments
+from tuneforge.train.nonfinite import ROWS_KEY, NonfiniteGuardMixin, RowTaggingCollator
 from tuneforge.train.speed_plan import uncompiled
 
 
@@ -50,7 +51,7 @@ def prompt_learning_loss(
     return causal_lm_loss(logits, align_labels(logits, labels), num_items_in_batch)
 
 
-class TuneforgeTrainer(Trainer):
+class TuneforgeTrainer(NonfiniteGuardMixin, Trainer):
     # compute_loss returns a loss already divided by the accumulated batch's token count.
     loss_is_scaled_for_ga = True
     args: TuneforgeTrainingArguments
@@ -135,15 +136,20 @@ def make_trainer(
     *,
     packing: bool = False,
 ) -> TuneforgeTrainer:
-    """The trainer of the sft and pretrain recipes: packed (or padded) batches, token-normalised loss."""
+    """The trainer of the sft and pretrain recipes: packed (or padded) batches, token-normalised loss.
+
+    Training features carry their example index (:data:`ROWS_KEY`), so a NaN/inf can name its source rows.
+    """
+    features = [{**f, ROWS_KEY: i} for i, f in enumerate(to_features(train_ex))]
     trainer = TuneforgeTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(to_features(train_ex)),
+        train_dataset=Dataset.from_list(features),
         eval_dataset=Dataset.from_list(to_features(val_ex)) if val_ex else None,
-        data_collator=PackedCollator() if packing else PadCollator(tokenizer.pad_token_id),
+        data_collator=RowTaggingCollator(PackedCollator() if packing else PadCollator(tokenizer.pad_token_id)),
         compute_loss_func=trainer_loss,
         callbacks=list(callbacks),
     )
+    trainer.setup_nonfinite(args.nonfinite, [e.source for e in train_ex])
     trainer.remove_callback(PrinterCallback)  # RichProgress shows progress; the printer would repeat it
     return trainer
