@@ -17,6 +17,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tuneforge.errors import TuneforgeError
 
@@ -27,10 +28,14 @@ err = Console(stderr=True)
 
 
 def print_user_error(exc: TuneforgeError, console: Console = err) -> None:
-    """Print ``error: MESSAGE`` and, when there is one, ``hint: HINT``, each soft-wrapped."""
-    console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    """Print ``error: MESSAGE`` and, when there is one, ``hint: HINT``, each soft-wrapped.
+
+    The message and hint are escaped: they quote the user's input (a recipe key such as ``[/x]``),
+    which rich would otherwise read as markup and either swallow or fail on with MarkupError.
+    """
+    console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
     if exc.hint:
-        console.print(f"[bold]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:

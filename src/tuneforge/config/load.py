@@ -6,7 +6,9 @@ says what to write instead, so the user never sees a pydantic traceback.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -23,18 +25,53 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``training.batch_size=4`` into (["training", "batch_size"], 4); values parse as YAML scalars."""
     if "=" not in text:
         raise ConfigError(
-            f"override '{text}' has no '='",
+            f"override '{shown(text)}' has no '='",
             hint="write overrides as key.sub=value, e.g. training.learning_rate=1e-4",
         )
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".")]
     if not key.strip() or any(not p for p in parts):
-        raise ConfigError(f"override '{text}' has an empty key part", hint="e.g. method.lora.r=8")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML ({exc.problem})") from None
+        raise ConfigError(f"override '{shown(text)}' has an empty key part", hint="e.g. method.lora.r=8")
+    if _has_surrogates(key):  # lone surrogates (undecodable argv bytes): pydantic cannot even read such a key
+        raise ConfigError(f"override '{shown(text)}': the key is not valid UTF-8 text")
+    value = _yaml_value(raw, f"override '{shown(text)}'") if raw.strip() else ""
     return parts, value
+
+
+def shown(text: str, limit: int = 120) -> str:
+    """``text`` safe and short enough to print inside an error message.
+
+    Lone surrogates (Python's stand-in for undecodable argv bytes) and control characters become
+    escapes: echoing them raw makes the error printer itself raise UnicodeEncodeError, or garbles
+    the terminal. A 5000-digit override is clipped so the message stays readable.
+    """
+    safe = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _yaml_value(text: str, where: str, *, is_file: bool = False) -> Any:
+    """``yaml.safe_load`` with every failure as a ConfigError that starts with ``where``.
+
+    ``safe_load`` constructs no Python objects (``!!python/...`` tags are errors), but it raises more
+    than YAMLError on bad input: ValueError for an integer over Python's 4300-digit limit, an
+    impossible date (``2001-02-30``) or ``!!int abc``; AttributeError for ``!!timestamp x``;
+    RecursionError for deeply nested flow collections. All of these are the user's input, not bugs.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark is not None and is_file else where  # file:line, copyable into an editor
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{at}: not valid YAML: {shown(str(problem), 300)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply to read") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise ConfigError(f"{where}: YAML value cannot be constructed: {shown(str(exc), 200)}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -46,7 +83,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 where = ".".join(parts[: i + 1])
-                raise ConfigError(f"override '{text}': '{where}' is a value, not a section")
+                raise ConfigError(f"override '{shown(text)}': '{shown(where)}' is a value, not a section")
             node = child
         node[parts[-1]] = value
     return data
@@ -55,28 +92,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
     """Read a recipe YAML into a dict, with file-level errors that say what is wrong."""
     p = Path(path)
+    name = shown(str(p))
+    hint = "pass the path to a .yaml recipe, e.g. examples/quickstart/recipe.yaml"
+    if p.is_dir():
+        raise ConfigError(f"recipe path is a directory, not a file: {name}", hint=hint)
     if not p.is_file():
-        raise ConfigError(f"recipe file not found: {p}", hint="pass the path to a .yaml recipe, e.g. examples/quickstart/recipe.yaml")
+        raise ConfigError(f"recipe file not found: {name}", hint=hint)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe file {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})", hint="save the recipe as UTF-8") from None
+    data = _yaml_value(text, name, is_file=True)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a recipe must be a mapping of sections (model, method, data, ...), got {type(data).__name__}")
+        raise ConfigError(f"{name}: a recipe must be a mapping of sections (model, method, data, ...), got {type(data).__name__}")
     return data
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None, *, base: dict | None = None) -> Recipe:
-    """Build a validated Recipe from a YAML file (or a dict) plus overrides."""
-    data: dict[str, Any] = dict(base or {})
+    """Build a validated Recipe from a YAML file (or a dict) plus overrides.
+
+    ``base`` is deep-copied: overrides set keys inside nested sections, and writing into the caller's
+    dict would leak one call's overrides into the next call that reuses the same base.
+    """
+    data: dict[str, Any] = copy.deepcopy(dict(base or {}))
     source = "recipe"
     if path is not None:
         data = read_recipe_file(path)
-        source = str(path)
+        source = shown(str(path))
     data = apply_overrides(data, overrides or [])
     return validate_recipe(data, source=source)
 
@@ -93,7 +139,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        key = ".".join(loc) if loc else "(recipe)"
+        key = shown(".".join(loc), 200) if loc else "(recipe)"
         kind = err["type"]
         if kind == "extra_forbidden":
             known = _known_keys(root, loc[:-1])
@@ -107,9 +153,26 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
             lines.append(f"  - {key}: {msg}")
         else:
             got = err.get("input")
-            got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
+            got_text = f" (got {_short_repr(got)})" if not isinstance(got, dict) else ""
             lines.append(f"  - {key}: {err['msg']}{got_text}")
     return "\n".join(lines)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 5, 5, 80, 80
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr of a bad input value.
+
+    A plain repr can be huge (YAML aliases share lists, so a 9-level "billion laughs" document is
+    small on disk but has 9**9 leaves when printed) or fail outright (``repr`` of an int over
+    4300 digits raises ValueError).
+    """
+    try:
+        return _REPR.repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to show>"
 
 
 def _known_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
