@@ -23,6 +23,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 
 from tuneforge.config.schema import Recipe
 from tuneforge.data.records import BadRow
@@ -86,6 +87,47 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+# Settings that change neither the weights nor a logged loss of a resumed run: they may differ on --resume.
+RESUME_MAY_CHANGE = ("output.overwrite", "training.threads", "eval.batch_size", "eval.num_samples")
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        flat: dict[str, object] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(inner, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def recipe_changes(run_dir: Path, recipe: Recipe) -> list[str]:
+    """The dotted keys whose value differs between the run's saved recipe and ``recipe`` (``--resume``).
+
+    A resumed run is only the run it continues when it computes the same thing: a changed learning
+    rate, data file or step count silently yields a run that is neither the old one nor the new one.
+    Both sides are compared after validation, so keys added to the schema since the run started
+    compare at their defaults. Keys in :data:`RESUME_MAY_CHANGE` are ignored.
+    """
+    path = run_dir / RECIPE_FILE
+    try:
+        saved = Recipe.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))).model_dump(mode="json")
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise TuneforgeError(
+            f"--resume: the run's saved recipe {path} cannot be read back ({str(exc).splitlines()[0]})",
+            hint="start a new run in another output.dir",
+        ) from exc
+    old, new = _flatten(saved), _flatten(recipe.model_dump(mode="json"))
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return [k for k in keys if not any(k == allowed or k.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)]
+
+
+def describe_changes(run_dir: Path, recipe: Recipe, keys: list[str]) -> str:
+    """``key: saved -> new`` lines for an error message."""
+    saved = _flatten(yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8")) or {})
+    new = _flatten(recipe.model_dump(mode="json"))
+    return "\n".join(f"  {k}: {saved.get(k, '(default)')!r} -> {new.get(k)!r}" for k in keys)
 
 
 def append_bad_rows(path: Path, rows: list[BadRow]) -> None:

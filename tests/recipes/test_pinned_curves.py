@@ -91,7 +91,8 @@ def run_case(work: Path, name: str) -> list[float]:
 def run_resumed(work: Path) -> list[float]:
     """Three steps with a checkpoint, then ``--resume`` to six: the losses of steps 4-6 are pinned.
 
-    A constant schedule, so the first session's shorter max_steps does not change the LR of the second.
+    A constant schedule, so the first session's shorter max_steps does not change the LR of the second;
+    the longer max_steps is a deliberate change, so the resume passes ``allow_changes``.
     """
     from tuneforge.recipes import train
 
@@ -99,7 +100,7 @@ def run_resumed(work: Path) -> list[float]:
     common = [*LORA, "training.lr_scheduler=constant", "training.save_steps=3"]
     first = train(_recipe(work, _model_dir(work), "alpaca", [*common, "training.max_steps=3"])).run_dir
     resumed = load_recipe(first / "recipe.yaml", overrides=["training.max_steps=6"])
-    return _losses(train(resumed, resume=True).run_dir)
+    return _losses(train(resumed, resume=True, allow_changes=True).run_dir)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -48,6 +48,7 @@ def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see docs/RECIPES.md).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. training.epochs=1 method.lora.r=8.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest complete checkpoint in output.dir.")] = False,
+    allow_changes: Annotated[bool, typer.Option("--allow-changes", help="With --resume: continue even though the recipe differs from the run's own (refused by default, naming the keys).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the recipe and its data files, print the resolved recipe and the speed plan, and exit without loading model weights.")] = False,
 ) -> None:
     """Train a recipe: validate data, fine-tune, save the adapter/model, evaluate before and after."""
@@ -62,7 +63,9 @@ def train(
             typer.echo(line)
         typer.echo(f"ok: {recipe} is ready to train")
         return
-    run_training(rec, resume=resume, console=err)
+    if allow_changes and not resume:
+        raise TuneforgeError("--allow-changes only applies with --resume")
+    run_training(rec, resume=resume, allow_changes=allow_changes, console=err)
 
 
 @app.command(

@@ -12,16 +12,19 @@ through :func:`train` (extra ``callbacks`` instead of patching) and :func:`dry_r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from transformers import TrainerCallback
 
 from tuneforge.config.schema import Recipe
+from tuneforge.errors import TuneforgeError
 from tuneforge.recipes.common import TrainResult
 from tuneforge.recipes.dry_run import DryRun, dry_run
 from tuneforge.recipes.preference import train_preference
 from tuneforge.recipes.reward import train_reward
 from tuneforge.recipes.sft import train_sft
+from tuneforge.runs import RECIPE_FILE, describe_changes, recipe_changes
 
 RECIPES: dict[str, Callable[..., TrainResult]] = {
     "sft": train_sft,
@@ -35,12 +38,29 @@ RECIPES: dict[str, Callable[..., TrainResult]] = {
 
 
 def train(
-    recipe: Recipe, *, resume: bool = False, console: Console | None = None, callbacks: Sequence[TrainerCallback] = ()
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    allow_changes: bool = False,
+    console: Console | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
     """Run a whole recipe with its family's recipe; return the run directory, summary and eval results.
 
-    ``callbacks`` (transformers ``TrainerCallback`` objects) are added after the run's own.
+    ``resume`` continues the run in ``output.dir`` from its newest complete checkpoint; it refuses
+    when the recipe differs from the one the run started with (naming the keys) unless
+    ``allow_changes``. ``callbacks`` (transformers ``TrainerCallback`` objects) are added after the run's own.
     """
+    run_dir = Path(recipe.output.dir)
+    if resume and not allow_changes and (run_dir / RECIPE_FILE).is_file():
+        changed = recipe_changes(run_dir, recipe)
+        if changed:
+            raise TuneforgeError(
+                f"--resume: the recipe differs from the one {run_dir} started with, in {len(changed)} key(s):\n"
+                + describe_changes(run_dir, recipe, changed),
+                hint="resume with the run's own recipe (tuneforge train RUN/recipe.yaml --resume), or pass --allow-changes "
+                "to continue under the new values (the run is then neither the old one nor a fresh one)",
+            )
     return RECIPES[recipe.objective.type](recipe, resume=resume, console=console, callbacks=callbacks)
 
 
