@@ -10,10 +10,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"yaml": "pyyaml"}
+DISTRIBUTION = {"yaml": "pyyaml", "llama_cpp": "llama_cpp_python"}
 # declared but never imported by us, each with the reason it is still needed
-INDIRECT = {"gguf": "transformers reads the built-in model's GGUF file through it"}
-OPTIONAL = {"bitsandbytes"}  # imported only where qlora runs; the `qlora` extra installs it
+INDIRECT: dict[str, str] = {}
+# imported only where they run: bitsandbytes for qlora (the `qlora` extra), llama.cpp's bindings for K-quant GGUF export (`llama`)
+OPTIONAL = {"bitsandbytes", "llama_cpp_python"}
 
 
 def _name(requirement: str) -> str:

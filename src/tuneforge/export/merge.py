@@ -5,7 +5,7 @@ A merged model is what most serving stacks (vLLM, llama.cpp after conversion, pl
 overhead per token. The merge itself is peft's ``merge_and_unload``; this module adds the parts a
 user loses work to when they get them wrong: a clear error for adapters that cannot be merged,
 safetensors only, the tokenizer and chat template saved beside the weights, and an atomic write
-that never clobbers a directory we did not write.
+that never clobbers a directory we did not write, with ordinary (umask) permissions.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from tuneforge import __version__
 from tuneforge.config.schema import MethodSection
 from tuneforge.errors import TuneforgeError
+from tuneforge.export.permissions import ordinary_modes
 from tuneforge.methods import can_merge
 from tuneforge.methods.bottleneck import has_bottleneck
 from tuneforge.methods.qlora import is_quantized
@@ -113,7 +114,8 @@ def save_merged(
         tokenizer.save_pretrained(tmp_dir)
         _check_safetensors_only(tmp_dir)
         _write_marker(tmp_dir, merged, dtype)
-        _replace_dir(tmp_dir, out_dir)
+        ordinary_modes(tmp_dir)  # mkdtemp made it 0700; the export is for other users and daemons too
+        replace_dir(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -225,7 +227,7 @@ def _write_marker(
     )
 
 
-def _replace_dir(new_dir: Path, out_dir: Path) -> None:
+def replace_dir(new_dir: Path, out_dir: Path) -> None:
     """Move ``new_dir`` to ``out_dir``; an old export there is kept aside until the swap succeeded."""
     if not out_dir.exists():
         os.replace(new_dir, out_dir)

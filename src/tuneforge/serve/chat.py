@@ -60,7 +60,7 @@ def stream_reply(
     errors: list[BaseException] = []
     kwargs = {
         **inputs,
-        **_decoding_kwargs(model, tokenizer, settings),
+        **decoding_kwargs(model, tokenizer, settings),
         "streamer": streamer,
         "stopping_criteria": StoppingCriteriaList([_StopWhenSet(stop)]),
     }
@@ -109,13 +109,13 @@ def _render_prompt(model: Any, tokenizer: Any, messages: list[dict[str, str]]) -
     }
 
 
-def _decoding_kwargs(model: Any, tokenizer: Any, settings: GenerationSettings) -> dict[str, Any]:
+def decoding_kwargs(model: Any, tokenizer: Any, settings: GenerationSettings) -> dict[str, Any]:
     """``generate`` arguments for ``settings``; sampling knobs are passed only when sampling."""
     if settings.max_new_tokens < 1:
         raise TuneforgeError(
             f"max_new_tokens must be at least 1, got {settings.max_new_tokens}", "pass a positive max_new_tokens"
         )
-    eos_ids = _eos_token_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer)
     kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens,
         "repetition_penalty": settings.repetition_penalty,
@@ -130,7 +130,7 @@ def _decoding_kwargs(model: Any, tokenizer: Any, settings: GenerationSettings) -
     return kwargs
 
 
-def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     """Every id that should end a reply: the tokenizer's eos and the model's generation eos ids.
 
     Chat models often end a turn with a token (``<|im_end|>``, ``<|eot_id|>``) that only one of the two

@@ -1,0 +1,1 @@
+"""tuneforge.monitor: when to retrain, from served metrics, user feedback, evaluation history and input drift."""
