@@ -206,7 +206,7 @@ def _stats_table(file: Path, stats: dict, category: str | None, max_length: int 
 def validate(
     file: Annotated[Path, typer.Argument(help="Data file.")],
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="auto, alpaca, messages, prompt_completion, text, preference or kto.")
+        str, typer.Option("--format", "-f", help="auto, alpaca, messages, prompt_completion, text, preference, kto or prompt.")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:

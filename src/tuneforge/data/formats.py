@@ -178,8 +178,18 @@ PARSERS: dict[str, Callable[[dict, str, str | None], Record]] = {
 }
 
 
-def detect_format(row: Any, path: str) -> str:
-    """Infer the format from the keys of the first row."""
+# A row with one of these keys carries an answer, so a bare ``prompt`` beside it is not prompt data.
+ANSWER_KEYS = ("completion", "chosen", "rejected", "label", "response", "output")
+
+
+def detect_format(row: Any, path: str, *, prompt_ok: bool = False) -> str:
+    """Infer the format from the keys of the first row.
+
+    A row with ``prompt`` and none of :data:`ANSWER_KEYS` (checked after every older rule, so no file
+    detected before changes format) is prompt data for online RL. Only readers that take it pass
+    ``prompt_ok`` (:mod:`tuneforge.data.prompts`, ``data validate``); the SFT readers get a DataError
+    that says what the file is instead of a format they have no parser for.
+    """
     if isinstance(row, dict):
         if "messages" in row or "conversations" in row:
             return "messages"
@@ -194,13 +204,20 @@ def detect_format(row: Any, path: str) -> str:
             return "prompt_completion"
         if "text" in row:
             return "text"
+        if "prompt" in row and not any(k in row for k in ANSWER_KEYS):
+            if prompt_ok:
+                return "prompt"
+            raise DataError(
+                f"{path}: the first row has a 'prompt' and no answer, which is prompt data for online RL, not sft data",
+                hint="train it with objective.type grpo, rloo or rft (data.format: prompt), or add a 'completion' to every row for sft",
+            )
         keys = ", ".join(sorted(map(str, row))) or "(none)"
     else:
         keys = f"a {type(row).__name__}, not an object"
     raise DataError(
         f"{path}: cannot tell the data format from the first row (keys: {keys})",
         hint="set data.format to alpaca (instruction/input/output), messages (messages or conversations), "
-        "prompt_completion (prompt/completion) or text (text)",
+        "prompt_completion (prompt/completion) or text (text); prompt-only rows are data.format prompt (grpo, rloo, rft)",
     )
 
 

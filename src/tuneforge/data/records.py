@@ -66,6 +66,23 @@ class BadRow:
         return {"source": self.source, "field": self.field, "reason": self.reason, "row": self.row}
 
 
+@dataclass(frozen=True)
+class PromptRecord:
+    """A prompt for online RL (``data.format: prompt``): the model writes the answer, rewards score it.
+
+    ``messages`` are the prompt turns (an optional system turn, then user and earlier assistant turns,
+    ending with a user turn); ``columns`` holds the row's other fields (e.g. ``answer``), passed by name
+    to reward functions so a verifier can read the reference.
+    """
+
+    messages: tuple[Message, ...]
+    source: str
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in self.messages]
+
+
 Record = ChatRecord | TextRecord
 
 

@@ -2,7 +2,8 @@
 
 Every format ``tuneforge train`` reads is checked here with the parser training uses, through the
 same :class:`~tuneforge.data.formats.ParsedStream`, so a bad row reads the same in both places:
-the SFT formats (:mod:`tuneforge.data.formats`) and preference / KTO (:mod:`tuneforge.data.preference`).
+the SFT formats (:mod:`tuneforge.data.formats`), preference / KTO (:mod:`tuneforge.data.preference`)
+and prompt rows for online RL (:mod:`tuneforge.data.prompts`).
 Usable rows may still carry warnings (control characters, a field over
 :data:`~tuneforge.datatools.rows.OVERLONG_CHARS` characters); they are listed but do not make the file bad.
 """
@@ -16,18 +17,20 @@ from typing import Any
 from tuneforge.data.formats import FORMATS, PARSERS, ParsedStream, detect_format, iter_parsed
 from tuneforge.data.preference import PARSERS as PREFERENCE_PARSERS
 from tuneforge.data.preference import PREFERENCE_FORMATS, iter_preference_parsed
+from tuneforge.data.prompts import PARSERS as PROMPT_PARSERS
+from tuneforge.data.prompts import PROMPT_FORMATS, iter_prompts_parsed
 from tuneforge.data.readers import read_rows
 from tuneforge.data.records import BadRow
 from tuneforge.datatools.rows import RowWarning, row_warnings
 from tuneforge.errors import DataError
 
-ALL_FORMATS = (*FORMATS, *PREFERENCE_FORMATS)
+ALL_FORMATS = (*FORMATS, *PREFERENCE_FORMATS, *PROMPT_FORMATS)
 # Keys that belong to an SFT format; a row holding one of them and chosen/rejected is ambiguous.
 _SFT_KEYS = ("messages", "conversations", "instruction", "text", "completion", "label")
 _ALL_HINT = (
     "pass --format: alpaca (instruction/input/output), messages (messages or conversations), "
-    "prompt_completion (prompt/completion), text (text), preference (prompt/chosen/rejected) "
-    "or kto (prompt/completion/label)"
+    "prompt_completion (prompt/completion), text (text), preference (prompt/chosen/rejected), "
+    "kto (prompt/completion/label) or prompt (prompt only, for grpo/rloo/rft)"
 )
 
 
@@ -56,7 +59,7 @@ class ValidationResult:
 
 
 def detect_any_format(row: Any, path: str) -> str:
-    """The format of a first row among all six training formats.
+    """The format of a first row among all seven training formats.
 
     chosen/rejected only occur in preference rows and prompt/completion/label only in KTO rows,
     so those are told apart from the SFT formats by their keys; a row that mixes preference keys
@@ -76,7 +79,7 @@ def detect_any_format(row: Any, path: str) -> str:
         if "prompt" in row and "completion" in row and "label" in row and not sft_first:
             return "kto"
     try:
-        return detect_format(row, path)
+        return detect_format(row, path, prompt_ok=True)
     except DataError as exc:
         raise DataError(exc.message, hint=_ALL_HINT) from None
 
@@ -86,10 +89,12 @@ def _stream(path: str | Path, fmt: str) -> ParsedStream:
         return iter_preference_parsed(path, fmt)
     if fmt in FORMATS:
         return iter_parsed(path, fmt)
+    if fmt in PROMPT_FORMATS:
+        return iter_prompts_parsed(path, fmt)
     if fmt != "auto":
         raise DataError(f"unknown data format '{fmt}'", hint=f"use one of {', '.join(ALL_FORMATS)} or auto")
     return ParsedStream(
-        read_rows(path), "auto", str(path), parsers={**PARSERS, **PREFERENCE_PARSERS}, detect=detect_any_format
+        read_rows(path), "auto", str(path), parsers={**PARSERS, **PREFERENCE_PARSERS, **PROMPT_PARSERS}, detect=detect_any_format
     )
 
 

@@ -21,8 +21,10 @@ from tuneforge.config.schema import Recipe
 from tuneforge.errors import TuneforgeError
 from tuneforge.recipes.common import TrainResult
 from tuneforge.recipes.dry_run import DryRun, dry_run
+from tuneforge.recipes.grpo import train_grpo
 from tuneforge.recipes.preference import train_preference
 from tuneforge.recipes.reward import train_reward
+from tuneforge.recipes.rft import train_rft
 from tuneforge.recipes.sft import train_sft
 from tuneforge.runs import RECIPE_FILE, describe_changes, recipe_changes
 
@@ -33,7 +35,10 @@ RECIPES: dict[str, Callable[..., TrainResult]] = {
     "orpo": train_preference,
     "simpo": train_preference,
     "kto": train_preference,
+    "rft": train_rft,
     "reward": train_reward,
+    "grpo": train_grpo,
+    "rloo": train_grpo,
 }
 
 

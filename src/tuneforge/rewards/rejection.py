@@ -1,0 +1,106 @@
+"""Rejection sampling: k sampled answers per prompt, scored; the accepted ones become SFT conversations.
+
+The acceptance rule is a pure function of the scores (:func:`accepted`), separate from sampling, so
+it is tested exactly on fixed scores and the rft recipe's per-round acceptance rate is what it kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from tuneforge.config.rft import RftOptions
+from tuneforge.data.records import ChatRecord, Message, PromptRecord
+from tuneforge.evaluate.generate import autocast_context
+from tuneforge.objectives.reward_scores import RewardScores
+from tuneforge.rewards.scorer import RewardScorer, prompt_text
+
+
+@torch.inference_mode()
+def sample_completions(
+    model, tokenizer, records: Sequence[PromptRecord], options: RftOptions, *, autocast_dtype: torch.dtype | None = None
+) -> list[str]:
+    """``samples_per_prompt`` sampled completions per record, laid out record by record (k consecutive)."""
+    device = next(model.parameters()).device
+    k = options.samples_per_prompt
+    prompts = [prompt_text(r, tokenizer) for r in records]
+    out: list[str] = []
+    previous_side, was_training = tokenizer.padding_side, model.training
+    tokenizer.padding_side = "left"
+    model.eval()
+    try:
+        for start in range(0, len(prompts), options.sample_batch_size):
+            enc = tokenizer(prompts[start : start + options.sample_batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with autocast_context(autocast_dtype, device.type):
+                generated = model.generate(
+                    **enc,
+                    do_sample=True,
+                    temperature=options.temperature,
+                    top_p=options.top_p,
+                    top_k=options.top_k or None,
+                    num_return_sequences=k,
+                    max_new_tokens=options.max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    use_cache=True,
+                )
+            new = generated[:, enc["input_ids"].shape[1] :]  # row j*k + s: prompt j's sample s
+            out.extend(text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = previous_side
+        model.train(was_training)
+    return out
+
+
+def verifier_names(scorer: RewardScorer, verifier_types: Sequence[str]) -> list[str]:
+    return [r.name for r in scorer.rewards if r.label in verifier_types]
+
+
+def passes(scores: RewardScores, i: int, options: RftOptions, verifiers: Sequence[str]) -> bool:
+    """Completion ``i`` is accepted: every verifier reward > 0 (None = not verifiable = rejected), or total >= threshold."""
+    if options.accept == "threshold":
+        return scores.total[i] >= options.threshold
+    return bool(verifiers) and all((scores.per_reward[name][i] or 0.0) > 0 for name in verifiers)
+
+
+@dataclass
+class Kept:
+    record: PromptRecord
+    completion: str
+    total: float
+
+
+def accepted(
+    records: Sequence[PromptRecord], completions: Sequence[str], scores: RewardScores, options: RftOptions, verifiers: Sequence[str]
+) -> tuple[list[Kept], int]:
+    """(what is kept, how many passed): per prompt the passing completions, best total first, deduplicated if
+    asked, at most ``max_per_prompt``. ``records[j]`` owns completions ``j*k .. j*k+k-1``."""
+    k = options.samples_per_prompt
+    if len(completions) != k * len(records):
+        raise ValueError(f"{len(completions)} completions for {len(records)} prompts x {k} samples")
+    kept: list[Kept] = []
+    passed = 0
+    for j, record in enumerate(records):
+        ok = [i for i in range(j * k, j * k + k) if passes(scores, i, options, verifiers)]
+        passed += len(ok)
+        ok.sort(key=lambda i: -scores.total[i])  # stable: equal totals keep sampling order
+        seen: set[str] = set()
+        chosen = []
+        for i in ok:
+            text = completions[i].strip()
+            if options.dedupe and text in seen:
+                continue
+            seen.add(text)
+            chosen.append(Kept(record, completions[i], scores.total[i]))
+        kept.extend(chosen[: options.max_per_prompt])
+    return kept, passed
+
+
+def as_chat(kept: Sequence[Kept]) -> list[ChatRecord]:
+    """Each kept completion as a conversation whose only trained turn is that completion."""
+    return [
+        ChatRecord((*item.record.messages, Message("assistant", item.completion)), item.record.source, completion_start=len(item.record.messages))
+        for item in kept
+    ]
