@@ -30,8 +30,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("targets",),
     ("evaluate", "export"),
     ("serve",),
+    ("rewards",),
     ("recipes",),
-    ("advise",),
+    ("advise", "monitor", "sweep"),
     ("cli",),
 ]
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}

@@ -20,7 +20,11 @@ import typer
 from tuneforge.cli import adapters as _adapters_cli
 from tuneforge.cli import advise as _advise_cli
 from tuneforge.cli import data as _data_cli
+from tuneforge.cli import export as _export_cli
+from tuneforge.cli import monitor as _monitor_cli
 from tuneforge.cli import score as _score_cli
+from tuneforge.cli import serve as _serve_cli
+from tuneforge.cli import sweep as _sweep_cli
 from tuneforge.cli.errors import err, user_errors
 from tuneforge.errors import TuneforgeError
 
@@ -137,41 +141,14 @@ def chat(
     )
 
 
-@app.command(
-    epilog="Example:\n\n- `tuneforge export runs/quickstart --merge exports/quickstart-merged`",
-)
-@user_errors
-def export(
-    run: Annotated[Path, typer.Argument(help="A finished run directory, or an adapter bundle (tuneforge adapters bundle).")],
-    merge: Annotated[Path, typer.Option("--merge", help="Write a merged model (safetensors + tokenizer) to this directory.")],
-    dtype: Annotated[str, typer.Option(help="Weights dtype of the export: fp32, bf16 or fp16.")] = "fp32",
-    adapter: Annotated[str | None, typer.Option(help="Adapter bundle: the adapter to merge (default: the bundle's default).")] = None,
-    weights: Annotated[str | None, typer.Option(help="Adapter bundle: merge a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
-    combination: Annotated[str, typer.Option(help="How --weights mixes: cat (exact weighted sum), svd (exact, truncated rank) or linear (approximate).")] = "cat",
-) -> None:
-    """Export a run as a standalone model that plain `transformers` loads."""
-    # lazy: keeps `tuneforge --help` fast (module docstring)
-    import torch
-
-    from tuneforge.adapters.bundle import is_bundle_dir
-    from tuneforge.export.merge import save_merged
-    from tuneforge.targets import load_run, load_target
-
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if dtype not in dtypes:
-        raise TuneforgeError(f"--dtype {dtype!r} is not one of {', '.join(dtypes)}")
-    if is_bundle_dir(run) or adapter is not None or weights:
-        loaded = load_target(str(run), adapter=adapter, weights=_weights(weights), combination=combination)
-    else:
-        loaded = load_run(run)
-    path = save_merged(loaded.model, loaded.tokenizer, merge, dtype=dtypes[dtype])
-    err.print(f"[bold green]exported[/] {path}")
-
-
 _adapters_cli.register(app)
 _advise_cli.register(app)
 _score_cli.register(app)
+_serve_cli.register(app)
+_monitor_cli.register(app)
 _data_cli.register(app)
+_export_cli.register(app)
+_sweep_cli.register(app)
 
 
 def _weights(text: str | None) -> dict[str, float] | None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.config.applies import inapplicable_setting
+from tuneforge.config.grpo import GrpoOptions, grpo_problem
 from tuneforge.config.method_table import METHOD_TABLE, METHOD_TYPES, types_reading
 from tuneforge.config.methods import (
     AdaLoraOptions,
@@ -32,6 +33,8 @@ from tuneforge.config.methods import (
     VeraOptions,
 )
 from tuneforge.config.pipeline import PipelineStep, ReplayOptions
+from tuneforge.config.rewards import RewardSpec
+from tuneforge.config.rft import RftOptions, rft_problem
 
 
 class Section(BaseModel):
@@ -81,10 +84,11 @@ class MethodSection(Section):
 
 class DataSection(Section):
     train: str = Field(..., description="Training data file: .jsonl, .json, .csv or .parquet.")
-    format: Literal["auto", "alpaca", "messages", "text", "prompt_completion", "preference", "kto"] = Field(
+    format: Literal["auto", "alpaca", "messages", "text", "prompt_completion", "preference", "kto", "prompt"] = Field(
         "auto",
         description="alpaca (instruction/input/output), messages (role/content or ShareGPT from/value), text (raw text), "
-        "prompt_completion (TRL's prompt/completion, strings or messages; sft), preference (prompt/chosen/rejected), kto (prompt/completion/label); auto infers it from the first row.",
+        "prompt_completion (TRL's prompt/completion, strings or messages; sft), preference (prompt/chosen/rejected), kto (prompt/completion/label), "
+        "prompt (prompt only, a string or messages, plus any columns the rewards read; grpo, rloo, rft); auto infers it from the first row.",
     )
     validation: str | None = Field(None, description="A separate validation file (same format).")
     val_fraction: float = Field(
@@ -138,15 +142,23 @@ class PreferenceOptions(Section):
 
 
 PREFERENCE_OBJECTIVES = ("reward", "dpo", "orpo", "simpo", "kto")
+ONLINE_RL_OBJECTIVES = ("grpo", "rloo", "rft")  # the model writes its own answers; rewards score them
 
 
 class ObjectiveSection(Section):
-    type: Literal["sft", "pretrain", "reward", "dpo", "orpo", "simpo", "kto"] = Field(
+    type: Literal["sft", "pretrain", "reward", "dpo", "orpo", "simpo", "kto", "grpo", "rloo", "rft"] = Field(
         "sft",
         description="sft: train on assistant turns only; pretrain: continued pretraining on raw text, every token trained; "
-        "reward: scalar-head reward model (Bradley-Terry); dpo / orpo / simpo: pairwise preference tuning; kto: unpaired desirable/undesirable feedback.",
+        "reward: scalar-head reward model (Bradley-Terry); dpo / orpo / simpo: pairwise preference tuning; kto: unpaired desirable/undesirable feedback; "
+        "grpo: online RL with group-normalised advantages (GRPO, Dr.GRPO, DAPO, GSPO); rloo: online RL with a leave-one-out baseline; "
+        "rft: rejection sampling (sample, keep what the rewards accept, SFT on it, in rounds).",
     )
     preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, description="grpo, rloo, rft: the reward functions and their weights (docs/REWARDS.md)."
+    )
+    grpo: GrpoOptions = Field(default_factory=GrpoOptions, description="grpo, rloo: rollout and loss options (docs/RL.md).")
+    rft: RftOptions = Field(default_factory=RftOptions, description="rft: sampling, acceptance and rounds (docs/REWARDS.md).")
 
 
 class TrainingSection(Section):
@@ -178,6 +190,12 @@ class TrainingSection(Section):
         None, gt=0, description="Stop when validation loss has not improved for this many evaluations, then restore the best checkpoint (with eval_steps and no save_steps, a checkpoint is kept at each evaluation)."
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Also log every metrics.jsonl row to these trackers, offline and inside the run dir: tensorboard (RUN/tensorboard), "
+        "mlflow (SQLite store RUN/mlflow.db unless MLFLOW_TRACKING_URI is set), wandb (offline run in RUN/wandb unless WANDB_MODE is set). "
+        "Each needs its package: pip install tuneforge[tracking].",
+    )
     nonfinite: Literal["stop", "skip"] = Field(
         "stop",
         description="NaN or inf in the loss or a gradient, checked every micro-batch. stop: end the run at that step with "
@@ -276,6 +294,29 @@ class Recipe(Section):
                 raise ValueError("objective.preference.precompute_reference and reference_logps are both set; keep one")
             if self.objective.type == "dpo" and pref.loss == "conservative" and pref.label_smoothing == 0:
                 raise ValueError("objective.preference.loss 'conservative' needs label_smoothing > 0 (e.g. 0.1); with 0 it is plain sigmoid DPO")
+        rl = self.objective.type in ONLINE_RL_OBJECTIVES
+        if rl and fmt not in ("auto", "prompt"):
+            raise ValueError(
+                f"objective.type '{self.objective.type}' samples its own answers and needs prompt rows but data.format is '{fmt}'; "
+                "set data.format: prompt (or auto), with a 'prompt' field and the columns the rewards read"
+            )
+        if fmt == "prompt" and not rl:
+            raise ValueError(
+                f"data.format 'prompt' has no answers to train on with objective.type '{self.objective.type}'; "
+                f"use objective.type {', '.join(ONLINE_RL_OBJECTIVES)}, or data with answers"
+            )
+        if rl and not self.objective.rewards:
+            raise ValueError(
+                f"objective.type '{self.objective.type}' needs at least one reward in objective.rewards, "
+                "e.g. [{type: answer_match, weight: 2.0}] (docs/REWARDS.md)"
+            )
+        if not rl and self.objective.rewards:
+            raise ValueError(
+                f"objective.rewards apply to {', '.join(ONLINE_RL_OBJECTIVES)} only; objective.type '{self.objective.type}' does not read them"
+            )
+        problem = grpo_problem(self) if self.objective.type in ("grpo", "rloo") else rft_problem(self) if self.objective.type == "rft" else None
+        if problem:
+            raise ValueError(problem)
         if self.data.validation and self.data.val_fraction > 0:
             raise ValueError(
                 "data.validation and data.val_fraction are both set; keep one "

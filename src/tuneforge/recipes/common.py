@@ -9,6 +9,7 @@ data, models, evaluate, train); none of them knows the objective family.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from safetensors import SafetensorError
 from transformers import Trainer, set_seed
 
 from tuneforge.config.load import dump_recipe
@@ -24,6 +26,7 @@ from tuneforge.config.schema import Recipe
 from tuneforge.data.formats import load_records
 from tuneforge.data.preference_examples import PairExample, UnpairedExample
 from tuneforge.data.prepare import split_examples
+from tuneforge.data.prompts import load_prompts
 from tuneforge.data.records import ChatRecord, LoadedData
 from tuneforge.datatools.pipeline import prepare_training_file, training_file_path
 from tuneforge.evaluate.runner import (
@@ -49,10 +52,11 @@ from tuneforge.runs import (
     append_bad_rows,
     prepare_run_dir,
 )
-from tuneforge.train.callbacks import checkpoint_to_resume
+from tuneforge.train.callbacks import checkpoint_being_written, checkpoint_to_resume, write_failure
 from tuneforge.train.nonfinite import NonfiniteError, nonfinite_summary
 from tuneforge.train.distributed import barrier, is_main_process, rank, save_final_model, world_size
 from tuneforge.train.speed_plan import SpeedPlan, applied, plan_speed, uncompiled
+from tuneforge.train.tracking import check_trackers
 
 Reader = Callable[[str, Recipe], LoadedData]
 
@@ -101,6 +105,7 @@ def start_run(recipe: Recipe, resume: bool, console: Console | None) -> Run:
     """Threads, the run directory and its resolved recipe, seeds and the precision choice (printed)."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    check_trackers(recipe.training.report_to)  # a missing tracker package fails before any model loads
     if recipe.training.threads:
         torch.set_num_threads(recipe.training.threads)
     main = is_main_process()
@@ -122,6 +127,11 @@ def start_run(recipe: Recipe, resume: bool, console: Console | None) -> Run:
 def read_chat(path: str, recipe: Recipe) -> LoadedData:
     """Rows in the recipe's data format (alpaca, messages, text, ...), with its bad-row policy."""
     return load_records(path, recipe.data.format, on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
+
+
+def read_prompts(path: str, recipe: Recipe) -> LoadedData:
+    """Prompt rows for online RL (a string or a message list, plus the columns the rewards read), with the recipe's bad-row policy."""
+    return load_prompts(path, recipe.data.format, on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
 
 
 def read_eval_chat(path: str, recipe: Recipe) -> LoadedData:
@@ -249,6 +259,10 @@ def fit(run: Run, trainer: Trainer, plan: SpeedPlan) -> Fitted:
             stopped = {"error": exc.message, "nonfinite": exc.event, "steps": trainer.state.global_step, "method": run.recipe.method.type}
             (run.run_dir / SUMMARY_FILE).write_text(json.dumps(stopped, indent=2))
         raise
+    except (OSError, RuntimeError) as exc:
+        if run.main and checkpoint_being_written(run.run_dir, trainer.state.global_step):  # e.g. the disk filled up
+            raise write_failure(exc, run.run_dir, f"a checkpoint at step {trainer.state.global_step}") from exc
+        raise
     return Fitted(plan, output.training_loss, time.perf_counter() - started)
 
 
@@ -256,7 +270,12 @@ def finish(run: Run, trainer: Trainer, fitted: Fitted, tokenizer, evals: list[Mo
     """Save the final weights, plot the loss, evaluate the tuned model, write summary.json."""
     recipe = run.recipe
     final_dir = run.run_dir / saved_dir_name(recipe.method)  # adapter/ or model/
-    save_final_model(trainer, final_dir, lambda: save_method(trainer.model, final_dir, recipe.method))
+    try:
+        save_final_model(trainer, final_dir, lambda: save_method(trainer.model, final_dir, recipe.method))
+    except (OSError, RuntimeError, SafetensorError) as exc:  # e.g. the disk filled up
+        if run.main:  # half-written final weights must not pass for a finished run
+            shutil.rmtree(final_dir, ignore_errors=True)
+        raise write_failure(exc, run.run_dir, f"the final weights to {final_dir}") from exc
     if not run.main:  # the main process evaluates and writes the report and summary
         return TrainResult(run.run_dir, {"rank": rank(), "steps": trainer.state.global_step}, None)
     tokenizer.save_pretrained(str(final_dir))

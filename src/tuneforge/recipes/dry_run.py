@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from tuneforge.config.schema import Recipe
+from tuneforge.config.schema import ONLINE_RL_OBJECTIVES, Recipe
 from tuneforge.models.builtin import is_builtin, is_cached
 from tuneforge.models.config import load_config
 from tuneforge.models.load import load_tokenizer
 from tuneforge.models.precision import choose_precision
 from tuneforge.objectives import build_examples, is_preference
-from tuneforge.recipes.common import planned_speed, read_chat, read_eval_chat
+from tuneforge.recipes.common import planned_speed, read_chat, read_eval_chat, read_prompts
 from tuneforge.recipes.preference import read_preference
+from tuneforge.train.tracking import check_trackers
 
 
 @dataclass
@@ -43,15 +44,17 @@ class DryRun:
 
 def dry_run(recipe: Recipe) -> DryRun:
     """Validate ``recipe``'s data files (and, where possible, tokenise them and plan the speed choices)."""
+    check_trackers(recipe.training.report_to)
     result = DryRun(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
     preference = is_preference(recipe.objective.type)
-    read = read_preference if preference else read_chat
+    online = recipe.objective.type in ONLINE_RL_OBJECTIVES
+    read = read_prompts if online else read_preference if preference else read_chat
     train = read(recipe.data.train, recipe)  # bad rows raise DataError naming file:line, as training would
     files = [("data.train", train)]
     if recipe.data.validation:
         files.append(("data.validation", read(recipe.data.validation, recipe)))
     if recipe.eval.data and recipe.objective.type != "reward":
-        files.append(("eval.data", (read_eval_chat if preference else read_chat)(recipe.eval.data, recipe)))
+        files.append(("eval.data", (read if online else read_eval_chat if preference else read_chat)(recipe.eval.data, recipe)))
     for key, loaded in files:
         skipped = f", {len(loaded.bad_rows)} bad row(s) would be skipped" if loaded.bad_rows else ""
         result.data.append(f"{key}: {loaded.path}: {len(loaded.records)} rows ({loaded.format}){skipped}")
@@ -62,6 +65,9 @@ def dry_run(recipe: Recipe) -> DryRun:
             f"the built-in model {recipe.model.name} is fetched on the first real run; "
             "token counts and the speed plan need its tokenizer, so they are not shown"
         )
+        return result
+    if online:  # the update's rows are prompts plus sampled completions: planned when the run starts
+        result.notes.append(f"{recipe.objective.type} samples its training rows; the speed plan is printed when the run starts")
         return result
     tokenizer = load_tokenizer(recipe.model.name)
     examples, report = build_examples(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from transformers import (
 from tuneforge.config.schema import TrainingSection
 from tuneforge.errors import TuneforgeError
 from tuneforge.runs import CHECKPOINTS_DIR, METRICS_FILE
+from tuneforge.train.tracking import tracker_callbacks
 
 COMMIT_MARKER = "tuneforge-commit.json"
 
@@ -48,6 +50,28 @@ class MetricsLogger(TrainerCallback):
     def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kwargs):
         self._last_time = time.perf_counter()
         self._last_tokens = state.num_input_tokens_seen
+        if state.global_step > 0 and state.is_world_process_zero:
+            self._drop_rows_after(state.global_step)
+
+    def _drop_rows_after(self, step: int) -> None:
+        """A resumed run redoes the steps after its checkpoint: drop the rows the killed session logged for them.
+
+        Evaluation and logging at step N happen before the checkpoint of step N is written, so rows up
+        to the checkpoint's step are the ones the resumed run would not log again.
+        """
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by the kill
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                kept.append(line)
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
 
     def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -168,11 +192,37 @@ def latest_committed_checkpoint(checkpoints_dir: Path) -> Path | None:
 def run_callbacks(
     run_dir: Path, console: Console, training: TrainingSection, extra: Sequence[TrainerCallback] = ()
 ) -> list[TrainerCallback]:
-    """Every run's callbacks: metrics.jsonl, progress, checkpoint markers, early stopping if set, then ``extra``."""
-    callbacks: list[TrainerCallback] = [MetricsLogger(run_dir / METRICS_FILE), RichProgress(console), CheckpointCommit()]
+    """Every run's callbacks: metrics.jsonl, trackers, progress, checkpoint markers, early stopping if set, then ``extra``."""
+    callbacks: list[TrainerCallback] = [MetricsLogger(run_dir / METRICS_FILE), *tracker_callbacks(run_dir, training.report_to)]
+    callbacks += [RichProgress(console), CheckpointCommit()]
     if training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training.early_stopping_patience))
     return callbacks + list(extra)
+
+
+def checkpoint_being_written(run_dir: Path, step: int) -> Path | None:
+    """``checkpoint-<step>`` when it exists without its commit marker: a save of that step was under way.
+
+    The Trainer creates the folder before it writes the first file, and the marker comes last, so a
+    failure with such a folder on disk happened while writing it (the error itself may carry no errno:
+    torch.save reports a full disk as a C++ iostream RuntimeError).
+    """
+    folder = run_dir / CHECKPOINTS_DIR / f"checkpoint-{step}"
+    return folder if folder.is_dir() and not (folder / COMMIT_MARKER).is_file() else None
+
+
+def write_failure(exc: BaseException, run_dir: Path, what: str) -> TuneforgeError:
+    """The error for a save that failed (a full disk, a quota, a file-size limit), naming the checkpoint still good."""
+    kept = latest_committed_checkpoint(run_dir / CHECKPOINTS_DIR)
+    cause = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    free_mb = shutil.disk_usage(run_dir).free / 2**20
+    where = f"; the last complete checkpoint {kept} is kept" if kept else "; no complete checkpoint was written yet"
+    return TuneforgeError(
+        f"writing {what} failed: {cause} ({free_mb:.0f} MB free on the run's disk){where}",
+        hint="free disk space (or lower training.save_total_limit), then run the same command with --resume"
+        if kept
+        else "free disk space, then start the run again",
+    )
 
 
 def checkpoint_to_resume(run_dir: Path) -> Path:

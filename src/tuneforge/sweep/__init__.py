@@ -1,0 +1,1 @@
+"""Hyper-parameter sweeps over a recipe (Optuna); see :mod:`tuneforge.sweep.study`."""
