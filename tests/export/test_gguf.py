@@ -102,6 +102,7 @@ def test_refuses_to_overwrite_a_file_that_is_not_gguf(tmp_path: Path) -> None:
     [("f32", 1e-3, True), ("f16", 2e-3, True), ("f16", 2e-3, False), ("q8_0", 3e-2, True), ("q4_k_m", 1.5e-1, True)],
 )
 def test_llama_cpp_reproduces_the_hf_logits_and_tokenisation(tmp_path: Path, quant: str, atol: float, tie: bool) -> None:
+    llama_cpp_or_skip()  # before the export: K-quants themselves need llama.cpp
     tok = tiny_tokenizer()
     model = tiny_llama(len(tok), tie=tie)
     llm = open_gguf(save_gguf(model, tok, tmp_path / "tiny.gguf", quant=quant))
@@ -144,3 +145,16 @@ def test_python_q8_0_bytes_equal_llama_cpp_quantiser(tmp_path: Path) -> None:
         return {t.name: (t.tensor_type.name, np.asarray(t.data).tobytes()) for t in GGUFReader(path).tensors}
 
     assert tensors(ours) == tensors(tmp_path / "ref.gguf")
+
+
+def test_k_quant_without_llama_cpp_says_how_to_get_it(tmp_path: Path) -> None:
+    """Runs where llama-cpp-python is absent (CI's fast stage installs only the dev extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is not None:
+        pytest.skip("llama-cpp-python is installed here; the error path needs it absent")
+    tok = tiny_tokenizer()
+    with pytest.raises(TuneforgeError, match="q4_k_m is quantised by llama.cpp") as info:
+        save_gguf(tiny_llama(len(tok)), tok, tmp_path / "tiny.gguf", quant="q4_k_m")
+    assert "tuneforge[llama]" in info.value.hint
+    assert not (tmp_path / "tiny.gguf").exists()

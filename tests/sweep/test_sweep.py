@@ -46,6 +46,10 @@ def test_sweep_runs_trials_and_keeps_the_best(tmp_path, recipe_file):
         assert run.method.lora.r == r["params"]["method.lora.r"]
         logged = [json.loads(x)["eval_loss"] for x in open(f"{r['run_dir']}/metrics.jsonl") if "eval_loss" in x]
         assert r["value"] == pytest.approx(min(logged))
+    table = (tmp_path / "sweep" / "trials.md").read_text()
+    best_row = min(rows, key=lambda r: r["value"])
+    assert f"| {best_row['trial']} (best) | complete | {best_row['value']:.6g} |" in table
+    assert (tmp_path / "sweep" / "trials.png").stat().st_size > 1000
     best = load_recipe(tmp_path / "sweep" / "best.yaml")
     assert best.training.learning_rate == pytest.approx(result.best_params["training.learning_rate"])
     # the study survives: a second call continues it

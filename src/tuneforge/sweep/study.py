@@ -4,7 +4,8 @@ Optuna does the searching (TPE sampler, median pruning, a SQLite study that surv
 same command again and it continues); we only turn a trial's suggestions into recipe overrides, run
 the recipe through :func:`tuneforge.recipes.train` and read the objective back from the run
 directory. Each trial is an ordinary run in ``SWEEP_DIR/trial-N`` (eval, chat and export work on it),
-and ``SWEEP_DIR/best.yaml`` is the best trial's resolved recipe.
+``SWEEP_DIR/best.yaml`` is the best trial's resolved recipe, and ``trials.jsonl``, ``trials.md`` and
+``trials.png`` hold every trial (parameters, state, value) as rows, a table and a plot.
 
 Objectives: ``val_loss`` (the lowest validation loss the run logged; needs validation data, and lets
 the pruner stop bad trials at each evaluation), ``train_loss``, or a score of the tuned model's
@@ -25,6 +26,7 @@ from tuneforge.config.load import dump_recipe, load_recipe
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.recipes import train
 from tuneforge.runs import METRICS_FILE
+from tuneforge.sweep.report import write_report
 from tuneforge.sweep.space import Dimension, load_space
 
 STUDY_DB = "study.db"
@@ -135,12 +137,15 @@ def run_sweep(
     study.optimize(objective, n_trials=trials, catch=(TuneforgeError,))  # a failed trial is logged; the sweep goes on
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
+        rows = [json.loads(line) for line in (out / TRIALS_FILE).read_text(encoding="utf-8").splitlines()]
+        write_report(out, rows, metric, minimise(metric), None)
         raise TuneforgeError(f"sweep {out}: no trial completed", hint=f"see {out / TRIALS_FILE} for each trial's state")
     best = study.best_trial
     best_run = Path(best.user_attrs["run_dir"])
     dump_recipe(load_recipe(best_run / "recipe.yaml"), out / BEST_RECIPE)
     console.print(f"[bold green]best[/] trial {best.number}: {metric} = {best.value:.6g} with {best.params} ({best_run})")
     rows = [json.loads(line) for line in (out / TRIALS_FILE).read_text(encoding="utf-8").splitlines()]
+    write_report(out, rows, metric, minimise(metric), best.number)
     return SweepResult(out, float(best.value), dict(best.params), best_run, rows)
 
 
