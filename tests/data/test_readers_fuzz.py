@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tuneforge.data.formats import FORMATS, PARSERS, ParsedRow, ParsedStream, RowError
 from tuneforge.data.preference import PARSERS as PREFERENCE_PARSERS
 from tuneforge.data.preference import detect_preference_format
+from tuneforge.data.prompts import PARSERS as PROMPT_PARSERS
 from tuneforge.data.readers import read_rows
 from tuneforge.data.records import BadRow, RawRow
 from tuneforge.datatools.inspect import inspect_file
@@ -31,7 +32,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,  # the shared checkout's .hypothesis/ is not ours to fill
 )
-ALL_PARSERS = {**PARSERS, **PREFERENCE_PARSERS}
+ALL_PARSERS = {**PARSERS, **PREFERENCE_PARSERS, **PROMPT_PARSERS}
 SOURCE = re.compile(r":(\d+|record \d+)$")
 
 # Keys every format looks at, so generated rows reach deep into the parsers instead of failing on "missing".

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 TABLE_FILE = "trials.md"
 PLOT_FILE = "trials.png"
@@ -46,6 +47,7 @@ def plot_trials(rows: list[dict], metric: str, minimise: bool, path: Path) -> No
         ax.plot(xs, ys, "o", label=metric)
         ax.step(xs, best, where="post", label="best so far")
         ax.legend()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, not 0.5 steps
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
     ax.set_title(f"sweep: {len(done)} completed of {len(rows)} trials")
