@@ -124,3 +124,21 @@ def test_runner_loads_the_4bit_base_directly(tiny_model_dir):
         base, method(CFG)
     )  # no second load: the quantised base is used as is
     assert model.get_base_model() is base
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [(["amx_bf16"], torch.bfloat16), (["avx512_bf16"], torch.bfloat16), ([], torch.float32)],
+    ids=["amx", "avx512-bf16", "avx2-only"],
+)
+def test_auto_compute_dtype_follows_the_cpu(monkeypatch, flags, expected):
+    """bf16 is emulated (about 400x slower matmuls) on CPUs without native bf16: auto must pick fp32 there."""
+    from tuneforge.config.schema import MethodSection
+    from tuneforge.methods.qlora import compute_dtype
+    from tuneforge.models import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    method = MethodSection(type="qlora")
+    assert method.qlora.compute_dtype == "auto"
+    assert compute_dtype(method, device="cpu") == expected
+    assert compute_dtype(MethodSection(type="qlora", qlora={"compute_dtype": "bf16"}), device="cpu") == torch.bfloat16

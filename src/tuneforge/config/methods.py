@@ -71,9 +71,11 @@ class QuantOptions(_Options):
         True,
         description="Quantise the quantisation constants too (saves ~0.4 bit per weight).",
     )
-    compute_dtype: Literal["fp32", "bf16", "fp16"] = Field(
-        "bf16",
-        description="dtype the 4-bit weights are dequantised to for each matmul (bf16 on GPUs and AVX512-BF16 CPUs).",
+    compute_dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="dtype the 4-bit weights are dequantised to for each matmul. auto: what training.precision auto picks "
+        "on this machine: bf16 on CUDA with bf16 and on CPUs with native bf16 (AMX, AVX512-BF16), fp16 on older CUDA, "
+        "fp32 on other CPUs (bf16 is emulated there: a QLoRA step ran 13-19x slower in bf16 than in fp32 on an AVX2-only EPYC).",
     )
 
 

@@ -25,6 +25,7 @@ from tuneforge.config.schema import MethodSection
 from tuneforge.errors import ConfigError
 from tuneforge.methods.lora import apply_lora
 from tuneforge.models.load import resolve_model
+from tuneforge.models.precision import choose_precision
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -39,13 +40,24 @@ def bitsandbytes_available() -> bool:
     return True
 
 
+def compute_dtype(method: MethodSection, device: str | None = None) -> torch.dtype:
+    """The dtype 4-bit weights are dequantised to; ``auto`` follows the machine as ``training.precision: auto`` does.
+
+    A fixed bf16 default made QLoRA unusable on CPUs without native bf16, where bf16 matmuls are emulated.
+    """
+    name = method.qlora.compute_dtype
+    if name == "auto":
+        name = choose_precision("auto", device).name
+    return _DTYPES[name]
+
+
 def quantization_config(method: MethodSection) -> BitsAndBytesConfig:
     q = method.qlora
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
-        bnb_4bit_compute_dtype=_DTYPES[q.compute_dtype],
+        bnb_4bit_compute_dtype=compute_dtype(method),
     )
 
 
