@@ -31,12 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from speed import cpu_name  # benchmarks/ is the script's directory
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
@@ -164,13 +165,6 @@ def collect(proc: subprocess.Popen, result: Path, log: Path) -> dict:
         raise SystemExit(f"worker failed (exit {proc.returncode}); log {log}:\n{log.read_text()[-3000:]}")
     return json.loads(result.read_text())
 
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), platform.processor())
-    except OSError:
-        return platform.processor()
 
 
 def table(results: dict[str, dict]) -> str:

@@ -17,7 +17,6 @@ Writes the table to stdout and to benchmarks/results/serve_throughput.md (``--ou
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import threading
@@ -33,6 +32,7 @@ import openai  # noqa: E402
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
+from speed import cpu_name  # noqa: E402  (benchmarks/ is the script's directory)
 from tests.helpers.tiny import tiny_tokenizer  # noqa: E402
 from tuneforge.serve.limits import ServeLimits  # noqa: E402
 from tuneforge.serve.openai_api import create_app  # noqa: E402
@@ -99,15 +99,6 @@ def served_load(url: str, model: str, clients: int, n_requests: int, max_tokens:
         tokens = sum(pool.map(one, range(n_requests)))
     return time.perf_counter() - start, tokens, latencies
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

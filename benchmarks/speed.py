@@ -595,7 +595,7 @@ def main() -> None:
             )
         sections.append(render(job, steps, results, peak, budget))
     header = (
-        f"# Training speed: {platform.node()} ({_cpu_name()}, {os.cpu_count()} CPUs)\n\n"
+        f"# Training speed: {platform.node()} ({cpu_name()}, {os.cpu_count()} CPUs)\n\n"
         f"Command: `python benchmarks/speed.py --steps {ns.steps} --full-steps {ns.full_steps} --jobs {ns.jobs}`; "
         f"measured bf16 matmul peak {peak['bf16']:.3f} TFLOP/s (fp32 {peak['fp32']:.3f}), torch threads {peak['threads']}.\n"
     )
@@ -607,7 +607,7 @@ def main() -> None:
     print(f"written: {md}")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
