@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Protocol
 
+from tuneforge.config.judge_client import JudgeClient
 from tuneforge.config.pipeline import JudgeStep
 from tuneforge.datatools.rows import Row, prompt_text, response_text, side_text
 from tuneforge.datatools.trace import Trace
@@ -67,9 +68,10 @@ class EndpointJudge:
         api_key_env: str | None,
         max_tokens: int,
         timeout: float = 120.0,
+        system: str = SYSTEM,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.max_tokens, self.timeout = model, max_tokens, timeout
+        self.model, self.max_tokens, self.timeout, self.system = model, max_tokens, timeout, system
         self.key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not self.key:
             raise TuneforgeError(
@@ -84,7 +86,7 @@ class EndpointJudge:
         body = {
             "model": self.model,
             "messages": [
-                {"role": "system", "content": SYSTEM},
+                {"role": "system", "content": self.system},
                 {"role": "user", "content": prompt},
             ],
             "max_tokens": self.max_tokens,
@@ -114,25 +116,30 @@ class EndpointJudge:
 
 
 class LocalJudge:
-    def __init__(self, spec: str, max_new_tokens: int) -> None:
+    def __init__(self, spec: str, max_new_tokens: int, system: str = SYSTEM) -> None:
         # lazy: generation (torch, transformers) adds 4.4 s to importing datatools.pipeline; only a local judge needs it, measured
         from tuneforge.datatools.generation import LocalChat
 
         self.chat = LocalChat(spec)
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.system = max_new_tokens, system
 
     def ask(self, prompts: list[str]) -> list[str]:
         return self.chat.reply(
-            prompts, system=SYSTEM, max_new_tokens=self.max_new_tokens
+            prompts, system=self.system, max_new_tokens=self.max_new_tokens
         )
 
 
-def make_backend(cfg: JudgeStep) -> JudgeBackend:
+def make_backend(cfg: JudgeStep | JudgeClient, system: str = SYSTEM) -> JudgeBackend:
+    """The endpoint when one is set, else the local model; both step and client configs carry the same keys.
+
+    ``system`` is the judge's system message: the data-quality reviewer by default, a task's own
+    (pairwise comparison, evaluation rubric, critique) for the other users of the client.
+    """
     if cfg.endpoint:
         return EndpointJudge(
-            cfg.endpoint, cfg.endpoint_model, cfg.api_key_env, cfg.max_new_tokens
+            cfg.endpoint, cfg.endpoint_model, cfg.api_key_env, cfg.max_new_tokens, system=system
         )
-    return LocalJudge(cfg.model, cfg.max_new_tokens)
+    return LocalJudge(cfg.model, cfg.max_new_tokens, system=system)
 
 
 class Judge:

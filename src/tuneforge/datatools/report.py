@@ -1,14 +1,15 @@
 """The data report: Markdown + HTML with PNG plots of lengths and category balance before/after.
 
+The page is drawn by the one report renderer (``observe/render.py``) that the evaluation report
+uses too.
+
 Plots use a bare matplotlib ``Figure`` with the Agg canvas (no pyplot global state), as the
 training plots do.
 """
 
 from __future__ import annotations
 
-import html
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 
 from tuneforge.datatools.stats import Stats
 from tuneforge.datatools.trace import Trace
+from tuneforge.observe.render import Fact, Image, Page, Paragraph, Section, Table, write_page
 
 
 def plot_lengths(before: Stats, after: Stats, path: Path) -> Path:
@@ -80,41 +82,38 @@ def write_report(
 ) -> dict[str, Path]:
     """Write report.md, report.html, report.json, lengths.png (and balance.png with a category field).
 
-    Returns their paths. The Markdown and the HTML say the same in the same order; the JSON is the
-    machine-readable summary (stats before/after, every step's counts per reason).
+    Returns their paths. The Markdown and the HTML say the same in the same order (one renderer,
+    ``observe/render.py``; the HTML embeds the plots, so it is one self-contained file); the JSON
+    is the machine-readable summary (stats before/after, every step's counts per reason).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"lengths": plot_lengths(before, after, out / "lengths.png")}
     if before.category_field:
         files["balance"] = plot_balance(before, after, out / "balance.png")
-    page = _Page(
-        title,
-        info or {},
-        str(trace.path) if trace.path else None,
-        before_after_table(before, after),
-        steps_table(trace),
-        "balance" in files,
-    )
-    files["md"] = _write(out / "report.md", _markdown(page))
-    files["html"] = _write(out / "report.html", _html(page))
-    summary = summary_json(title, page.info, before, after, trace)
-    files["json"] = _write(
-        out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False)
-    )
+    page = report_page(title, info or {}, before, after, trace, [files[k] for k in ("lengths", "balance") if k in files])
+    files["md"], files["html"] = write_page(page, out)
+    summary = summary_json(title, info or {}, before, after, trace)
+    files["json"] = out / "report.json"
+    files["json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     return files
 
 
-@dataclass
-class _Page:
-    """What report.md and report.html both show."""
-
-    title: str
-    info: dict
-    trace_file: str | None
-    before_after: list[tuple]
-    steps: list[tuple]
-    has_balance: bool
+def report_page(title: str, info: dict, before: Stats, after: Stats, trace: Trace, plots: list[Path]) -> Page:
+    """What report.md and report.html both show: the facts, before/after, each step, the plots."""
+    facts = [Fact(str(k), str(v), code=True) for k, v in info.items()]
+    if trace.path:
+        facts.append(Fact("every removed / changed / added / flagged row with its reason", str(trace.path), code=True))
+    steps = steps_table(trace)
+    return Page(
+        title=title,
+        facts=facts,
+        sections=[
+            Section("Before and after", [_table(before_after_table(before, after))]),
+            Section("What each step did", [_table(steps, text_columns=3) if len(steps) > 1 else Paragraph(_NOTHING_DONE)]),
+            Section("Plots", [Image(path.stem, path) for path in plots]),
+        ],
+    )
 
 
 def before_after_table(before: Stats, after: Stats) -> list[tuple]:
@@ -161,70 +160,7 @@ def summary_json(
 _NOTHING_DONE = "No row was removed, changed, added or flagged."
 
 
-def _markdown(page: _Page) -> str:
-    md = [f"# {page.title}", ""]
-    md += [f"- {k}: `{v}`" for k, v in page.info.items()]
-    if page.trace_file:
-        md.append(
-            f"- every removed / changed / added / flagged row with its reason: `{page.trace_file}`"
-        )
-    md += ["", "## Before and after", "", *_md_table(page.before_after), ""]
-    md += ["## What each step did", ""]
-    md += _md_table(page.steps) if len(page.steps) > 1 else [_NOTHING_DONE]
-    md += ["", "## Plots", "", "![lengths](lengths.png)"]
-    if page.has_balance:
-        md.append("![balance](balance.png)")
-    return "\n".join(md) + "\n"
-
-
-_STYLE = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}"
-
-
-def _html(page: _Page) -> str:
-    esc = html.escape
-    body = [f"<h1>{esc(page.title)}</h1>", "<ul>"]
-    body += [
-        f"<li>{esc(str(k))}: <code>{esc(str(v))}</code></li>"
-        for k, v in page.info.items()
-    ]
-    if page.trace_file:
-        body.append(
-            f"<li>trace of every removed / changed / added / flagged row: <code>{esc(page.trace_file)}</code></li>"
-        )
-    body += ["</ul>", "<h2>Before and after</h2>", _html_table(page.before_after)]
-    body.append("<h2>What each step did</h2>")
-    body.append(
-        _html_table(page.steps) if len(page.steps) > 1 else f"<p>{_NOTHING_DONE}</p>"
-    )
-    body += ["<h2>Plots</h2>", '<img src="lengths.png" alt="lengths">']
-    if page.has_balance:
-        body.append('<img src="balance.png" alt="balance">')
-    head = f"<meta charset='utf-8'><title>{esc(page.title)}</title><style>{_STYLE}</style>"
-    return (
-        f"<!doctype html><html><head>{head}</head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def _md_table(rows: list[tuple]) -> list[str]:
+def _table(rows: list[tuple], text_columns: int = 1) -> Table:
+    """A header-first list of tuples (the shape the summary helpers return) as a page table."""
     head, *rest = rows
-    out = ["| " + " | ".join(map(str, head)) + " |", "|" + " --- |" * len(head)]
-    return out + [
-        "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rest
-    ]
-
-
-def _html_table(rows: list[tuple]) -> str:
-    head, *rest = rows
-    th = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
-    trs = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
-        for r in rest
-    )
-    return f"<table><tr>{th}</tr>{trs}</table>"
+    return Table([str(c) for c in head], [[str(c) for c in row] for row in rest], text_columns=text_columns)

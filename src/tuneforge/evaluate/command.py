@@ -1,14 +1,22 @@
-"""``tuneforge eval``: evaluate a run (optionally with its base, for before/after) or any model."""
+"""``tuneforge eval``: evaluate a run (optionally with its base, for before/after) or any model.
+
+The flags are built into the same :class:`EvalSection` a recipe's ``eval:`` is (over the run's own
+section when the target is a run), so a bad flag fails with the recipe's ``eval.<key>`` message.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
-from tuneforge.data.formats import load_records
-from tuneforge.errors import TuneforgeError
+from tuneforge.config.eval import EvalSection
+from tuneforge.config.load import format_validation_error
+from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.evaluate.eval_data import load_eval_data
 from tuneforge.evaluate.runner import (
     EvalSettings,
     ModelEval,
@@ -17,9 +25,26 @@ from tuneforge.evaluate.runner import (
     write_results,
 )
 from tuneforge.models.load import load_model
+from tuneforge.models.precision import choose_precision
 from tuneforge.runs import METRICS_FILE, LoadedRun
 from tuneforge.targets import load_target
-from tuneforge.models.precision import choose_precision
+
+
+class _EvalFlags(BaseModel):
+    """``eval:`` alone, so flag errors carry the recipe's key paths (eval.metrics.0, eval.regex...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    eval: EvalSection
+
+
+def eval_options(base: EvalSection, flags: dict[str, Any]) -> EvalSection:
+    """``base`` with the given flags (None = not given) set, validated as a recipe's eval section would be."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    data = {"eval": {**base.model_dump(), **given}}
+    try:
+        return _EvalFlags.model_validate(data).eval
+    except ValidationError as exc:
+        raise ConfigError("tuneforge eval flags are not valid:\n" + format_validation_error(exc, _EvalFlags)) from None
 
 
 def evaluate_target(
@@ -35,42 +60,42 @@ def evaluate_target(
     precision: str = "auto",
     adapter: str | None = None,
     weights: dict[str, float] | None = None,
+    options: dict[str, Any] | None = None,
     console: Console | None = None,
 ) -> dict:
     """Score a run or model on ``data`` and write eval/*.json and the report; returns the results dict.
 
-    For an adapter bundle, ``adapter`` (or ``weights``, a weighted mix) picks what is evaluated, and
-    the results go to BUNDLE/eval-<adapter> so each adapter keeps its own report.
+    ``options`` are further ``eval:`` keys from flags (labels, regex, json_schema, price_per_hour,
+    lm_eval, ...). For an adapter bundle, ``adapter`` (or ``weights``, a weighted mix) picks what is
+    evaluated, and the results go to BUNDLE/eval-<adapter> so each adapter keeps its own report.
     """
     console = console or Console(stderr=True)
     if precision not in ("auto", "fp32", "bf16"):
         raise TuneforgeError(f"--precision {precision!r} is not one of auto, fp32, bf16")
-    records = eval_records_from(load_records(data).records, str(data))[: limit or None]
+    flags = {**(options or {}), "metrics": metrics, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "data": str(data)}
+    records = eval_records_from(load_eval_data(data).records, str(data))[: limit or None]
     loaded = load_target(target, adapter=adapter, weights=weights)
     prec = choose_precision(precision)
     if isinstance(loaded, LoadedRun):
         model, tokenizer, recipe = loaded.model, loaded.tokenizer, loaded.recipe
-        metric_names = metrics or recipe.eval.metrics
-        settings = EvalSettings(
-            metrics=metric_names,
-            max_new_tokens=max_new_tokens or recipe.eval.max_new_tokens,
-            batch_size=batch_size,
-            max_length=recipe.data.max_length,
-            num_samples=recipe.eval.num_samples,
-            task_metric=recipe.headline_metric if recipe.headline_metric in metric_names else None,
-            autocast_dtype=prec.autocast_dtype,
-        )
+        # --metrics replaces the recipe's list, so its task_metric may no longer apply: the first metric leads
+        section = eval_options(recipe.eval.model_copy(update={"task_metric": None}) if metrics else recipe.eval, flags)
+        max_length = recipe.data.max_length
         out_dir = out or loaded.path / (f"eval-{loaded.adapter}" if loaded.adapters else "eval")
         metrics_jsonl: Path | None = loaded.path / METRICS_FILE if (loaded.path / METRICS_FILE).is_file() else None
     else:
         if with_base:
             raise TuneforgeError("--base compares a run with its base model; the target is a model, not a run directory")
         model, tokenizer = loaded
-        settings = EvalSettings(
-            metrics=metrics or ["exact_match"], max_new_tokens=max_new_tokens or 128, batch_size=batch_size, autocast_dtype=prec.autocast_dtype
-        )
+        section = eval_options(EvalSection(), flags)
+        max_length = 2048
         out_dir = out or Path("eval-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(target).name or target))
         metrics_jsonl = None
+    settings = EvalSettings(
+        metrics=section.metrics, max_new_tokens=section.max_new_tokens, batch_size=section.batch_size, max_length=max_length,
+        num_samples=section.num_samples, task_metric=section.headline_key(), autocast_dtype=prec.autocast_dtype,
+        options=section, out_dir=out_dir,
+    )  # fmt: skip
     console.print(f"evaluating on {len(records)} examples of {data} (precision {prec.name})")
     evals: list[ModelEval] = []
     if with_base and isinstance(loaded, LoadedRun):
@@ -83,7 +108,7 @@ def evaluate_target(
             del base
     name = "tuned" if isinstance(loaded, LoadedRun) else "model"
     evals.append(evaluate_model(name, model, tokenizer, records, settings, console))
-    results = write_results(out_dir, str(data), records, evals, settings, metrics_jsonl=metrics_jsonl)
+    results = write_results(out_dir, str(data), records, evals, settings, metrics_jsonl=metrics_jsonl, console=console)
     for ev in evals:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in ev.scores.items() if not k.startswith("json_field/"))
         console.print(f"[bold]{ev.name}[/]: {shown}", highlight=False)

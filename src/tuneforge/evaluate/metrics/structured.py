@@ -1,11 +1,8 @@
-"""Generation metrics: compare a model's generated strings with reference strings.
+"""Exact match and JSON field accuracy: answers compared with their reference strings.
 
-Each metric is a plain function ``(predictions, references) -> {name: value}`` so that an
-evaluation run can ask for several by name and merge their results into one flat dict that
-serialises straight into ``eval/*.json``. They are pure Python on purpose: they run in unit tests
-and on a laptop without pulling in an evaluation framework, and the JSON parsing rules here are
-specific to how small chat models wrap structured answers (code fences, chatter after the object),
-which no general library scores the way we want.
+These are pure Python on purpose: the JSON parsing rules here are specific to how small chat models
+wrap structured answers (code fences, chatter after the object), which no general library scores the
+way we want.
 """
 
 from __future__ import annotations
@@ -14,14 +11,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from tuneforge.errors import ConfigError
-
 Metric = Callable[[list[str], list[str]], dict[str, float]]
 
 _FENCE = "```"
 
 
-def _check_lengths(predictions: list[str], references: list[str]) -> None:
+def check_lengths(predictions: list[str], references: list[str]) -> None:
     """Refuse mismatched inputs: zipping them would silently score the wrong pairs."""
     if len(predictions) != len(references):
         raise ValueError(
@@ -30,7 +25,7 @@ def _check_lengths(predictions: list[str], references: list[str]) -> None:
         )
 
 
-def _mean(values: list[float]) -> float:
+def mean(values: list[float]) -> float:
     """Mean that is 0.0 for no values, so an empty eval set reports zeros instead of crashing."""
     return sum(values) / len(values) if values else 0.0
 
@@ -41,12 +36,12 @@ def exact_match(predictions: list[str], references: list[str]) -> dict[str, floa
     Whitespace is stripped because generation often ends with a newline or starts with a space
     that carries no meaning for the answer.
     """
-    _check_lengths(predictions, references)
+    check_lengths(predictions, references)
     hits = [float(p.strip() == r.strip()) for p, r in zip(predictions, references)]
-    return {"exact_match": _mean(hits)}
+    return {"exact_match": mean(hits)}
 
 
-def _strip_fence(text: str) -> str:
+def strip_fence(text: str) -> str:
     """Remove a leading Markdown code fence (```` ``` ```` or ```` ```json ````) and its closer.
 
     Chat models like to wrap JSON in a fence even when asked not to; the content is still a
@@ -69,7 +64,7 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     object, or a value that is not an object, counts as invalid: nothing fancier, so the metric
     stays predictable.
     """
-    body = _strip_fence(text)
+    body = strip_fence(text)
     try:
         value, _end = json.JSONDecoder().raw_decode(body)
     except json.JSONDecodeError:
@@ -111,7 +106,7 @@ def json_field_accuracy(predictions: list[str], references: list[str]) -> dict[s
     field accuracy), ``json_exact`` (all reference fields equal) and ``json_field/<key>`` for every
     key that appears in any reference, averaged over the references that have that key.
     """
-    _check_lengths(predictions, references)
+    check_lengths(predictions, references)
     valid: list[float] = []
     field_scores: list[float] = []
     exact: list[float] = []
@@ -124,38 +119,13 @@ def json_field_accuracy(predictions: list[str], references: list[str]) -> dict[s
             per_key.setdefault(key, []).append(hit)
         valid.append(float(got is not None))
         # A reference with no keys has nothing to get wrong: it scores as valid-or-not.
-        field_scores.append(_mean(list(hits.values())) if hits else valid[-1])
+        field_scores.append(mean(list(hits.values())) if hits else valid[-1])
         exact.append(float(got is not None and all(hits.values())))
     result = {
-        "json_valid": _mean(valid),
-        "json_fields": _mean(field_scores),
-        "json_exact": _mean(exact),
+        "json_valid": mean(valid),
+        "json_fields": mean(field_scores),
+        "json_exact": mean(exact),
     }
     for key in sorted(per_key):
-        result[f"json_field/{key}"] = _mean(per_key[key])
+        result[f"json_field/{key}"] = mean(per_key[key])
     return result
-
-
-METRICS: dict[str, Metric] = {
-    "exact_match": exact_match,
-    "json_fields": json_field_accuracy,
-}
-
-
-def compute_metrics(names: list[str], predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Run the named metrics and merge their results into one flat dict.
-
-    Unknown names are rejected before anything runs, so a typo in a recipe fails fast with the
-    list of valid choices instead of after a long generation pass.
-    """
-    unknown = [name for name in names if name not in METRICS]
-    if unknown:
-        raise ConfigError(
-            f"unknown metric {unknown[0]!r}",
-            hint=f"choose from: {', '.join(sorted(METRICS))}",
-        )
-    _check_lengths(predictions, references)
-    merged: dict[str, float] = {}
-    for name in names:
-        merged.update(METRICS[name](predictions, references))
-    return merged
