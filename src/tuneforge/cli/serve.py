@@ -27,6 +27,7 @@ def serve(
     max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt accepted (tokens).")] = 4096,
     max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 2048,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
+    shadow: Annotated[str | None, typer.Option(help="ADAPTER: also answer every request with this served adapter, off the response path; both outputs go to shadow.jsonl beside the feedback log, agreement to /metrics.")] = None,
 ) -> None:
     """Serve a run, a bundle or a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /v1/feedback, /metrics)."""
     # lazy: serve.server imports torch, transformers and peft (about 10 s of `tuneforge --help`, cli/main.py)
@@ -42,7 +43,7 @@ def serve(
         err.print(f"[bold yellow]warning:[/] serving on {host} without an API key: anyone who can reach this port can use the model")
     run_server(
         target, adapters=adapter, name=name, host=host, port=port, api_key=key, limits=limits,
-        feedback_log=feedback_log, prompt_log=prompt_log,
+        feedback_log=feedback_log, prompt_log=prompt_log, shadow=shadow,
     )
 
 

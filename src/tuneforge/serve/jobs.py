@@ -69,10 +69,11 @@ class Job:
     generated: list[int] = field(default_factory=list)
     first_token_at: float | None = None
     done: bool = False
+    shadow: bool = False  # a shadow adapter's copy of a client request (serve/shadow.py): no client waits for it
     _sent: int = 0  # characters of the reply already delivered
 
     def batch_key(self) -> tuple[Any, ...]:
-        """Requests with equal keys can share one ``generate`` call.
+        """Requests with equal keys can share one batch (one adapter, one set of sampling settings).
 
         A seeded request samples alone: its output must depend on its seed only, not on which other
         requests happened to arrive in the same few milliseconds.

@@ -42,6 +42,10 @@ class ServeMetrics:
         self.refusals = Counter(f"{PREFIX}_refusals", "Completed generations the refusal detector flags.", ["model"], registry=r)
         self.refusal_rate = Gauge(f"{PREFIX}_refusal_rate", "Share of completed generations that are refusals.", ["model"], registry=r)
         self.feedback = Counter(f"{PREFIX}_feedback", "Feedback received, by rating.", ["model", "rating"], registry=r)
+        self.shadow = Counter(f"{PREFIX}_shadow_comparisons", "Requests answered by the served model and the shadow adapter, by whether the texts agree.", ["model", "shadow", "greedy", "agree"], registry=r)
+        self.shadow_agreement = Gauge(f"{PREFIX}_shadow_agreement_rate", "Share of greedy shadow comparisons whose texts agree.", ["model", "shadow"], registry=r)
+        self.shadow_skipped = Counter(f"{PREFIX}_shadow_skipped", "Shadow copies dropped because the shadow queue was full.", ["model", "shadow"], registry=r)
+        self._shadow_counts: dict[tuple[str, str], tuple[int, int]] = {}  # (model, shadow) -> (greedy comparisons, agreeing)
         self._detector = RefusalDetector()
         self._lock = threading.Lock()
         self._counts: dict[str, tuple[int, int]] = {}  # model -> (responses, refusals), for the rate gauge
@@ -60,6 +64,15 @@ class ServeMetrics:
             self._counts[model] = (n, k)
             self.refusal_rate.labels(model).set(k / n)
         return refusal
+
+    def shadow_compared(self, model: str, shadow: str, agree: bool, greedy: bool) -> None:
+        """Count one shadow comparison (serve/shadow.py); the rate gauge follows greedy ones only."""
+        self.shadow.labels(model, shadow, str(greedy).lower(), str(agree).lower()).inc()
+        if greedy:
+            with self._lock:
+                n, k = self._shadow_counts.get((model, shadow), (0, 0))
+                self._shadow_counts[(model, shadow)] = (n + 1, k + int(agree))
+                self.shadow_agreement.labels(model, shadow).set((k + int(agree)) / (n + 1))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -33,6 +33,7 @@ from tuneforge.serve.metrics import UNKNOWN_MODEL, ServeMetrics
 from tuneforge.serve.openai_schema import ChatCompletionRequest, CompletionRequest, FeedbackRequest
 from tuneforge.serve.responses import chat_response, chunk, completion_response, sse, usage, usage_chunk
 from tuneforge.serve.served import ServedModels
+from tuneforge.serve.shadow import ShadowComparer, check_shadow
 
 
 @dataclass
@@ -63,6 +64,7 @@ class ServerState:
         self.recent = RecentCompletions()
         self.created = int(time.time())
         self.positions = getattr(getattr(served.model, "config", None), "max_position_embeddings", None)
+        self.shadow: ShadowComparer | None = None
 
     def resolve(self, request: Request, model: str) -> tuple[str, str | None]:
         """The served name and adapter for a request's ``model`` (404 for any other name)."""
@@ -83,9 +85,16 @@ def create_app(
     api_key: str | None = None,
     feedback_log: str | Path = "tuneforge-feedback.jsonl",
     prompt_log: str | Path | None = None,
+    shadow: str | None = None,
+    shadow_log: str | Path | None = None,
 ) -> FastAPI:
-    """The app for ``served``; run it with uvicorn (``tuneforge serve`` does)."""
+    """The app for ``served``; run it with uvicorn (``tuneforge serve`` does). ``shadow`` names a served
+    adapter that also answers every other request off the response path (serve/shadow.py), logged to
+    ``shadow_log`` (default: ``shadow.jsonl`` beside the feedback log)."""
     state = ServerState(served, limits or ServeLimits(), api_key, Path(feedback_log), Path(prompt_log) if prompt_log else None)
+    if shadow is not None:
+        log = Path(shadow_log) if shadow_log else Path(feedback_log).parent / "shadow.jsonl"
+        state.shadow = ShadowComparer(shadow, check_shadow(served.names, shadow), log, state.metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -176,6 +185,8 @@ async def _complete(state: ServerState, request: Request, p: _Prepared) -> Respo
     except QueueFull:
         raise APIError(429, f"the server is busy ({state.limits.queue_size} requests waiting); retry shortly", code="queue_full") from None
     state.recent.add(cid, p.name)
+    if state.shadow is not None:
+        state.shadow.mirror(job, state.engine.submit_shadow)
     if state.prompts is not None:
         state.prompts.append(prompt_record(cid, p.name, p.prompt_text, len(p.prompt_ids)))
     if p.body.stream:
@@ -238,6 +249,8 @@ def _sink(loop: asyncio.AbstractEventLoop, events: asyncio.Queue):
 
 def _finished(state: ServerState, request: Request, p: _Prepared, job: Job, event: Finished) -> None:
     state.metrics.completed(p.name, event.text, event.prompt_tokens, event.completion_tokens)
+    if state.shadow is not None:
+        state.shadow.client_done(job.id, event.text, event.finish_reason)
     state.metrics.latency.labels(p.name, request.url.path).observe(time.perf_counter() - job.submitted)
 
 

@@ -41,11 +41,13 @@ def run_server(
     feedback_log: str | Path | None = None,
     prompt_log: str | Path | None = None,
     log_level: str = "info",
+    shadow: str | None = None,
 ) -> None:
-    """Load the model(s) and serve until interrupted."""
+    """Load the model(s) and serve until interrupted; ``shadow`` names an adapter compared on the same traffic."""
     served = load_served(target, adapters, name=name)
     app = create_app(
-        served, limits=limits, api_key=api_key, feedback_log=feedback_log or default_feedback_log(target), prompt_log=prompt_log
+        served, limits=limits, api_key=api_key, feedback_log=feedback_log or default_feedback_log(target), prompt_log=prompt_log,
+        shadow=shadow,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
