@@ -14,7 +14,7 @@ DISTRIBUTION = {"yaml": "pyyaml", "llama_cpp": "llama_cpp_python"}
 # declared but never imported by us, each with the reason it is still needed
 INDIRECT: dict[str, str] = {}
 # imported only where they run: bitsandbytes for qlora (the `qlora` extra), llama.cpp's bindings for K-quant GGUF export (`llama`)
-OPTIONAL = {"bitsandbytes", "llama_cpp_python"}
+OPTIONAL = {"bitsandbytes", "llama_cpp_python", "lm_eval"}  # lm_eval: tuneforge eval --lm-eval (the `lmeval` extra)
 
 
 def _name(requirement: str) -> str:

@@ -19,6 +19,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "tuneforge"
 # Lowest first; names on one row are one layer and must not import each other.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
+    ("user_code",),
     ("config",),
     ("data",),
     ("runs", "observe"),
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewards",),
     ("recipes",),
     ("advise", "monitor", "sweep"),
+    ("ui",),
     ("cli",),
 ]
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}

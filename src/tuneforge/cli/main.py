@@ -19,12 +19,14 @@ import typer
 
 from tuneforge.cli import adapters as _adapters_cli
 from tuneforge.cli import advise as _advise_cli
+from tuneforge.cli import compare as _compare_cli
 from tuneforge.cli import data as _data_cli
 from tuneforge.cli import export as _export_cli
 from tuneforge.cli import monitor as _monitor_cli
 from tuneforge.cli import score as _score_cli
 from tuneforge.cli import serve as _serve_cli
 from tuneforge.cli import sweep as _sweep_cli
+from tuneforge.cli import ui as _ui_cli
 from tuneforge.cli.errors import err, user_errors
 from tuneforge.errors import TuneforgeError
 
@@ -58,9 +60,14 @@ def train(
     """Train a recipe: validate data, fine-tune, save the adapter/model, evaluate before and after."""
     # lazy: keeps `tuneforge --help` fast (module docstring)
     from tuneforge.config import load_recipe
+    from tuneforge.config.load import read_recipe_file
+    from tuneforge.config.stages import is_stages_file
     from tuneforge.recipes import dry_run as check_recipe
     from tuneforge.recipes import train as run_training
 
+    if is_stages_file(read_recipe_file(recipe)):  # a staged pipeline (config/stages.py)
+        train_stages(recipe, overrides or [], resume=resume, dry_run=dry_run)
+        return
     rec = load_recipe(recipe, overrides or [])
     if dry_run:
         for line in check_recipe(rec).lines():
@@ -72,12 +79,32 @@ def train(
     run_training(rec, resume=resume, allow_changes=allow_changes, console=err)
 
 
+def train_stages(path: Path, overrides: list[str], *, resume: bool, dry_run: bool) -> None:
+    """`tuneforge train PIPELINE.yaml`: every stage in order; --dry-run checks each stage's recipe and data."""
+    # lazy: keeps `tuneforge --help` fast (module docstring)
+    from tuneforge.config.stages import load_pipeline, stage_recipes
+    from tuneforge.recipes import dry_run as check_recipe
+    from tuneforge.recipes.stages import run_pipeline
+
+    pipeline = load_pipeline(path, overrides)
+    if dry_run:
+        for i, rec in enumerate(stage_recipes(pipeline, str(path))):
+            typer.echo(f"stage {i + 1}: {pipeline.stages[i].name} -> {rec.output.dir}")
+            if i == 0:  # later stages' bases do not exist before the earlier stages ran
+                for line in check_recipe(rec).lines():
+                    typer.echo("  " + line)
+        typer.echo(f"ok: {path} is a pipeline of {len(pipeline.stages)} stage(s)")
+        return
+    run_pipeline(pipeline, resume=resume, console=err, source=str(path))
+
+
 @app.command(
     name="eval",
     epilog=(
         "Examples:\n\n"
         "- `tuneforge eval runs/quickstart --data examples/quickstart/test.jsonl --base`\n\n"
-        "- `tuneforge eval smollm2-135m-instruct --data test.jsonl --metrics exact_match,json_fields`"
+        "- `tuneforge eval smollm2-135m-instruct --data test.jsonl --metrics exact_match,json_fields`\n\n"
+        "- `tuneforge eval smollm2-135m-instruct --data mc.jsonl --metrics choice --choice-normalisation chars --lm-eval tuneforge_arith`"
     ),
 )
 @user_errors
@@ -93,8 +120,16 @@ def eval_cmd(
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     adapter: Annotated[str | None, typer.Option(help="Adapter bundle: the adapter to evaluate (default: the bundle's default).")] = None,
     weights: Annotated[str | None, typer.Option(help="Adapter bundle: evaluate a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,
+    labels: Annotated[str | None, typer.Option(help="classification: comma-separated label set (eval.labels).")] = None,
+    case_sensitive: Annotated[bool | None, typer.Option("--case-sensitive/--no-case-sensitive", help="classification: compare labels with case (eval.case_sensitive).")] = None,
+    regex: Annotated[str | None, typer.Option(help="regex metric: the pattern a whole answer must match (eval.regex).")] = None,
+    json_schema: Annotated[str | None, typer.Option(help="json_schema metric: a JSON Schema file (eval.json_schema).")] = None,
+    choice_normalisation: Annotated[str | None, typer.Option(help="choice metric: none, tokens or chars (eval.choice_normalisation).")] = None,
+    price_per_hour: Annotated[float | None, typer.Option(help="Hardware price per hour, for the cost per 1,000 requests (eval.price_per_hour).")] = None,
+    lm_eval: Annotated[list[str] | None, typer.Option("--lm-eval", help="lm-eval task dir, YAML or name, run offline (repeatable; eval.lm_eval).")] = None,
+    lm_eval_limit: Annotated[int | None, typer.Option(help="lm-eval: first N documents per task (eval.lm_eval_limit).")] = None,
 ) -> None:
-    """Evaluate a run or a model: loss, perplexity and generation metrics, with a Markdown/HTML report."""
+    """Evaluate a run or a model: loss, perplexity, metrics, business figures, probes and lm-eval, with a Markdown/HTML report (docs/EVALUATION.md)."""
     # lazy: keeps `tuneforge --help` fast (module docstring)
     from tuneforge.evaluate.command import evaluate_target
 
@@ -110,6 +145,11 @@ def eval_cmd(
         precision=precision,
         adapter=adapter,
         weights=_weights(weights),
+        options={
+            "labels": labels.split(",") if labels else None, "case_sensitive": case_sensitive, "regex": regex,
+            "json_schema": json_schema, "choice_normalisation": choice_normalisation, "price_per_hour": price_per_hour,
+            "lm_eval": lm_eval or None, "lm_eval_limit": lm_eval_limit,
+        },  # fmt: skip
         console=err,
     )
 
@@ -143,12 +183,14 @@ def chat(
 
 _adapters_cli.register(app)
 _advise_cli.register(app)
+_compare_cli.register(app)
 _score_cli.register(app)
 _serve_cli.register(app)
 _monitor_cli.register(app)
 _data_cli.register(app)
 _export_cli.register(app)
 _sweep_cli.register(app)
+_ui_cli.register(app)
 
 
 def _weights(text: str | None) -> dict[str, float] | None:

@@ -19,13 +19,13 @@ if TYPE_CHECKING:  # the schema imports this module; the type is for annotations
     from tuneforge.config.schema import Recipe
 
 # Objectives trained by the causal-LM trainer (train/trainer.py): the only ones with packing, the fused
-# chunked head, LoRA+ parameter groups, AdaLoRA's orthogonality penalty and compiled blocks.
-LM_OBJECTIVES = ("sft", "pretrain")
+# chunked head, LoRA+ parameter groups, AdaLoRA's orthogonality penalty, compiled blocks, NEFTune and EWC.
+LM_OBJECTIVES = ("sft", "pretrain", "cft")
 
 
 def inapplicable_setting(recipe: Recipe) -> str | None:
     """The first setting of ``recipe`` that cannot apply, as an error message; None when all apply."""
-    return _method_problem(recipe) or _training_problem(recipe) or _schedule_problem(recipe)
+    return _method_problem(recipe) or _training_problem(recipe) or _schedule_problem(recipe) or _research_problem(recipe)
 
 
 def _method_problem(recipe: Recipe) -> str | None:
@@ -134,4 +134,25 @@ def _schedule_problem(recipe: Recipe) -> str | None:
                 f"training.save_steps ({t.save_steps}) must be a multiple of training.eval_steps ({t.eval_steps}) "
                 "with training.early_stopping_patience, so the best evaluation has a checkpoint to restore"
             )
+    return None
+
+
+def _research_problem(recipe: Recipe) -> str | None:
+    """NEFTune and EWC live in the causal-LM trainer (train/trainer.py, train/ewc.py) only."""
+    t, objective = recipe.training, recipe.objective.type
+    if t.neftune_alpha is not None and objective not in LM_OBJECTIVES:
+        return (
+            f"training.neftune_alpha applies to objective.type {', '.join(LM_OBJECTIVES)}; objective.type '{objective}' "
+            "trains with another trainer, where the noise was not tested; remove training.neftune_alpha"
+        )
+    if (t.ewc.from_run or t.ewc.save_fisher) and objective not in LM_OBJECTIVES:
+        return (
+            f"training.ewc applies to objective.type {', '.join(LM_OBJECTIVES)}; objective.type '{objective}' "
+            "does not add the penalty; remove training.ewc.from_run / save_fisher"
+        )
+    if objective == "nlft" and method_spec(recipe.method.type).prompt_learning:
+        return (
+            f"objective.type 'nlft' scores the response under three prompts with the model's plain forward; method.type "
+            f"'{recipe.method.type}' prepends virtual tokens that shift those positions; use method.type: lora (or another non-prompt method)"
+        )
     return None

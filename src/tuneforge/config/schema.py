@@ -15,6 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.config.applies import inapplicable_setting
+from tuneforge.config.cft import CftOptions
+from tuneforge.config.eval import EvalSection
+from tuneforge.config.ewc import EwcOptions
 from tuneforge.config.grpo import GrpoOptions, grpo_problem
 from tuneforge.config.method_table import METHOD_TABLE, METHOD_TYPES, types_reading
 from tuneforge.config.methods import (
@@ -32,9 +35,13 @@ from tuneforge.config.methods import (
     QuantOptions,
     VeraOptions,
 )
+from tuneforge.config.nlft import NlftOptions
 from tuneforge.config.pipeline import PipelineStep, ReplayOptions
+from tuneforge.config.ppo import PpoOptions, ppo_problem
 from tuneforge.config.rewards import RewardSpec
 from tuneforge.config.rft import RftOptions, rft_problem
+from tuneforge.config.rlaif import RlaifOptions, rlaif_problem
+from tuneforge.config.s3ft import S3ftOptions
 
 
 class Section(BaseModel):
@@ -142,23 +149,32 @@ class PreferenceOptions(Section):
 
 
 PREFERENCE_OBJECTIVES = ("reward", "dpo", "orpo", "simpo", "kto")
-ONLINE_RL_OBJECTIVES = ("grpo", "rloo", "rft")  # the model writes its own answers; rewards score them
+ONLINE_RL_OBJECTIVES = ("grpo", "rloo", "rft", "ppo", "rlaif")  # the model writes its own answers from prompt rows
+REWARD_OBJECTIVES = ("grpo", "rloo", "rft", "ppo")  # ... and objective.rewards score them (rlaif's judge compares instead)
 
 
 class ObjectiveSection(Section):
-    type: Literal["sft", "pretrain", "reward", "dpo", "orpo", "simpo", "kto", "grpo", "rloo", "rft"] = Field(
+    type: Literal["sft", "pretrain", "reward", "dpo", "orpo", "simpo", "kto", "grpo", "rloo", "rft", "ppo", "rlaif", "cft", "nlft", "s3ft"] = Field(
         "sft",
         description="sft: train on assistant turns only; pretrain: continued pretraining on raw text, every token trained; "
         "reward: scalar-head reward model (Bradley-Terry); dpo / orpo / simpo: pairwise preference tuning; kto: unpaired desirable/undesirable feedback; "
         "grpo: online RL with group-normalised advantages (GRPO, Dr.GRPO, DAPO, GSPO); rloo: online RL with a leave-one-out baseline; "
-        "rft: rejection sampling (sample, keep what the rewards accept, SFT on it, in rounds).",
+        "rft: rejection sampling (sample, keep what the rewards accept, SFT on it, in rounds); "
+        "ppo: PPO-RLHF with a value head, GAE and a KL penalty in the reward; rlaif: an AI judge labels pairs of the policy's samples for DPO; "
+        "cft: contextual fine-tuning (a learning prompt before domain text, loss on the text); nlft: token weights from natural-language feedback; "
+        "s3ft: selective self-to-supervised fine-tuning.",
     )
     preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
     rewards: list[RewardSpec] = Field(
-        default_factory=list, description="grpo, rloo, rft: the reward functions and their weights (docs/REWARDS.md)."
+        default_factory=list, description="grpo, rloo, rft, ppo: the reward functions and their weights (docs/REWARDS.md)."
     )
     grpo: GrpoOptions = Field(default_factory=GrpoOptions, description="grpo, rloo: rollout and loss options (docs/RL.md).")
     rft: RftOptions = Field(default_factory=RftOptions, description="rft: sampling, acceptance and rounds (docs/REWARDS.md).")
+    ppo: PpoOptions = Field(default_factory=PpoOptions, description="ppo: rollout, GAE, value and KL options (docs/RL.md).")
+    rlaif: RlaifOptions = Field(default_factory=RlaifOptions, description="rlaif: the judge, rubric and DPO mode (docs/RL.md).")
+    cft: CftOptions = Field(default_factory=CftOptions, description="cft: the contextual learning prompts (docs/RESEARCH.md).")
+    nlft: NlftOptions = Field(default_factory=NlftOptions, description="nlft: the critique judge and token-weight rules (docs/RESEARCH.md).")
+    s3ft: S3ftOptions = Field(default_factory=S3ftOptions, description="s3ft: the acceptance judge and paraphrase step (docs/RESEARCH.md).")
 
 
 class TrainingSection(Section):
@@ -224,22 +240,15 @@ class TrainingSection(Section):
         description="torch.compile the decoder blocks (fuses the work around the matmuls). auto: on CPU, in one process, "
         "when the run trains >= 100k tokens, which repays a cold compile of about a minute (docs/SPEED.md).",
     )
+    ewc: EwcOptions = Field(default_factory=EwcOptions, description="EWC penalty toward an earlier task's weights (docs/RESEARCH.md).")
+    neftune_alpha: float | None = Field(
+        None, gt=0, description="NEFTune: uniform noise of this scale on input embeddings while training (e.g. 5; off by default)."
+    )
     activation_checkpointing: bool = Field(
         False,
         description="Activation (gradient) checkpointing: recompute each block's activations in backward instead of keeping them: much less memory, "
         "about one extra forward pass of time (docs/SPEED.md has the measured trade).",
     )
-
-
-class EvalSection(Section):
-    data: str | None = Field(None, description="Held-out file for generation metrics (same formats as training).")
-    before: bool = Field(True, description="Also evaluate the base model, for a before/after report.")
-    metrics: list[str] = Field(default_factory=lambda: ["exact_match"], description="Generation metrics to compute.")
-    task_metric: str | None = Field(None, description="The metric the report headlines (default: the first metric).")
-    max_new_tokens: int = Field(128, gt=0, description="Generation length limit for generation metrics.")
-    batch_size: int = Field(16, gt=0, description="Prompts generated together.")
-    limit: int | None = Field(None, gt=0, description="Evaluate only the first N examples.")
-    num_samples: int = Field(5, ge=0, description="Generations shown side by side in the report.")
 
 
 class OutputSection(Section):
@@ -261,15 +270,20 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _check_combinations(self) -> Recipe:
         fmt = self.data.format
-        if self.objective.type == "pretrain" and fmt not in ("auto", "text"):
+        if self.objective.type in ("pretrain", "cft") and fmt not in ("auto", "text"):
             raise ValueError(
-                f"objective.type 'pretrain' trains on raw text but data.format is '{fmt}'; "
+                f"objective.type '{self.objective.type}' trains on raw text but data.format is '{fmt}'; "
                 "set data.format: text, or use objective.type: sft for instruction data"
             )
         if self.objective.type == "sft" and fmt == "text":
             raise ValueError(
                 "objective.type 'sft' needs prompt/response data but data.format is 'text'; "
                 "set objective.type: pretrain for raw text, or use alpaca, messages or prompt_completion data"
+            )
+        if self.objective.type in ("nlft", "s3ft") and fmt not in ("auto", "alpaca", "messages"):
+            raise ValueError(
+                f"objective.type '{self.objective.type}' needs rows ending in an assistant response (alpaca or messages) but data.format is '{fmt}'; "
+                "set data.format: auto, alpaca or messages"
             )
         if self.objective.type in ("sft", "pretrain") and fmt in ("preference", "kto"):
             raise ValueError(
@@ -305,26 +319,26 @@ class Recipe(Section):
                 f"data.format 'prompt' has no answers to train on with objective.type '{self.objective.type}'; "
                 f"use objective.type {', '.join(ONLINE_RL_OBJECTIVES)}, or data with answers"
             )
-        if rl and not self.objective.rewards:
+        if self.objective.type in REWARD_OBJECTIVES and not self.objective.rewards:
             raise ValueError(
                 f"objective.type '{self.objective.type}' needs at least one reward in objective.rewards, "
                 "e.g. [{type: answer_match, weight: 2.0}] (docs/REWARDS.md)"
             )
-        if not rl and self.objective.rewards:
+        if self.objective.type not in REWARD_OBJECTIVES and self.objective.rewards:
             raise ValueError(
-                f"objective.rewards apply to {', '.join(ONLINE_RL_OBJECTIVES)} only; objective.type '{self.objective.type}' does not read them"
+                f"objective.rewards apply to {', '.join(REWARD_OBJECTIVES)} only; objective.type '{self.objective.type}' does not read them"
             )
         problem = grpo_problem(self) if self.objective.type in ("grpo", "rloo") else rft_problem(self) if self.objective.type == "rft" else None
+        if self.objective.type == "ppo":
+            problem = ppo_problem(self)
+        if self.objective.type == "rlaif":
+            problem = rlaif_problem(self)
         if problem:
             raise ValueError(problem)
         if self.data.validation and self.data.val_fraction > 0:
             raise ValueError(
                 "data.validation and data.val_fraction are both set; keep one "
                 "(a validation file, or a fraction held out from data.train)"
-            )
-        if self.eval.task_metric and self.eval.task_metric not in self.eval.metrics:
-            raise ValueError(
-                f"eval.task_metric '{self.eval.task_metric}' is not in eval.metrics {self.eval.metrics}; add it there"
             )
         if self.training.early_stopping_patience and not (self.data.validation or self.data.val_fraction > 0):
             raise ValueError(
@@ -346,5 +360,5 @@ class Recipe(Section):
 
     @property
     def headline_metric(self) -> str | None:
-        """The metric a report leads with."""
-        return self.eval.task_metric or (self.eval.metrics[0] if self.eval.metrics else None)
+        """The result key a report leads with (eval.task_metric is checked in config/eval.py)."""
+        return self.eval.headline_key()

@@ -2,7 +2,9 @@
 
 - :mod:`tuneforge.recipes.sft`: sft and pretrain;
 - :mod:`tuneforge.recipes.preference`: dpo, orpo, simpo, kto;
-- :mod:`tuneforge.recipes.reward`: reward models.
+- :mod:`tuneforge.recipes.reward`: reward models;
+- :mod:`tuneforge.recipes.ppo`: ppo (PPO-RLHF with a value head);
+- :mod:`tuneforge.recipes.rlaif`: rlaif (an AI judge labels the policy's sample pairs for DPO).
 
 Each recipe reads top to bottom (data -> model + method -> trainer -> train -> save -> evaluate)
 over the shared steps in :mod:`tuneforge.recipes.common`. Tests, benchmarks and the CLI compose runs
@@ -22,15 +24,20 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.recipes.common import TrainResult
 from tuneforge.recipes.dry_run import DryRun, dry_run
 from tuneforge.recipes.grpo import train_grpo
+from tuneforge.recipes.nlft import train_nlft
+from tuneforge.recipes.ppo import train_ppo
 from tuneforge.recipes.preference import train_preference
 from tuneforge.recipes.reward import train_reward
 from tuneforge.recipes.rft import train_rft
+from tuneforge.recipes.rlaif import train_rlaif
+from tuneforge.recipes.s3ft import train_s3ft
 from tuneforge.recipes.sft import train_sft
 from tuneforge.runs import RECIPE_FILE, describe_changes, recipe_changes
 
 RECIPES: dict[str, Callable[..., TrainResult]] = {
     "sft": train_sft,
     "pretrain": train_sft,
+    "cft": train_sft,
     "dpo": train_preference,
     "orpo": train_preference,
     "simpo": train_preference,
@@ -39,6 +46,10 @@ RECIPES: dict[str, Callable[..., TrainResult]] = {
     "reward": train_reward,
     "grpo": train_grpo,
     "rloo": train_grpo,
+    "ppo": train_ppo,
+    "rlaif": train_rlaif,
+    "nlft": train_nlft,
+    "s3ft": train_s3ft,
 }
 
 

@@ -29,6 +29,7 @@ from tuneforge.data.prepare import split_examples
 from tuneforge.data.prompts import load_prompts
 from tuneforge.data.records import ChatRecord, LoadedData
 from tuneforge.datatools.pipeline import prepare_training_file, training_file_path
+from tuneforge.evaluate.eval_data import load_eval_data
 from tuneforge.evaluate.runner import (
     EvalSettings,
     ModelEval,
@@ -135,8 +136,8 @@ def read_prompts(path: str, recipe: Recipe) -> LoadedData:
 
 
 def read_eval_chat(path: str, recipe: Recipe) -> LoadedData:
-    """eval.data of a preference run is chat data (prompts + reference answers) whatever data.format says."""
-    return load_records(path, "auto", on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
+    """eval.data is chat data (prompts + reference answers, with a category) or multiple-choice rows, whatever data.format says."""
+    return load_eval_data(path, "auto", on_bad_rows=recipe.data.on_bad_rows, system_prompt=recipe.data.system_prompt)
 
 
 def load_run_data(run: Run, read: Reader, *, read_eval: Reader | None, preference: bool = False) -> RunData:
@@ -205,7 +206,7 @@ def evaluate_base(run: Run, model, tokenizer, records: Sequence[ChatRecord]) -> 
 
 
 def eval_settings(run: Run) -> EvalSettings:
-    return eval_settings_for(run.recipe, run.precision.autocast_dtype)
+    return eval_settings_for(run.recipe, run.precision.autocast_dtype, run.run_dir / "eval")
 
 
 def report_parameters(run: Run, model) -> None:
@@ -300,7 +301,7 @@ def evaluate_tuned(run: Run, model, tokenizer, evals: list[ModelEval], records: 
         evals.append(evaluate_model("tuned", model, tokenizer, records, settings, run.console))
     print_scores(run.console, evals[-1], run.recipe.headline_metric)
     results = write_results(
-        run.run_dir / "eval", str(run.recipe.eval.data), records, evals, settings, metrics_jsonl=run.run_dir / METRICS_FILE
+        run.run_dir / "eval", str(run.recipe.eval.data), records, evals, settings, metrics_jsonl=run.run_dir / METRICS_FILE, console=run.console
     )
     run.console.print(f"[bold]report[/]: {run.run_dir / 'eval' / 'report.html'}")
     return results

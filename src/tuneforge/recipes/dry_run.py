@@ -54,7 +54,7 @@ def dry_run(recipe: Recipe) -> DryRun:
     if recipe.data.validation:
         files.append(("data.validation", read(recipe.data.validation, recipe)))
     if recipe.eval.data and recipe.objective.type != "reward":
-        files.append(("eval.data", (read if online else read_eval_chat if preference else read_chat)(recipe.eval.data, recipe)))
+        files.append(("eval.data", (read if online else read_eval_chat)(recipe.eval.data, recipe)))
     for key, loaded in files:
         skipped = f", {len(loaded.bad_rows)} bad row(s) would be skipped" if loaded.bad_rows else ""
         result.data.append(f"{key}: {loaded.path}: {len(loaded.records)} rows ({loaded.format}){skipped}")
@@ -71,7 +71,8 @@ def dry_run(recipe: Recipe) -> DryRun:
         return result
     tokenizer = load_tokenizer(recipe.model.name)
     examples, report = build_examples(
-        recipe.objective.type, train.records, tokenizer, recipe.data.max_length, recipe.data.overlong, data_format=train.format
+        recipe.objective.type, train.records, tokenizer, recipe.data.max_length, recipe.data.overlong, data_format=train.format,
+        cft=recipe.objective.cft,
     )
     result.examples = report.summary()
     precision = choose_precision(recipe.training.precision)

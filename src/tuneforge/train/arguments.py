@@ -82,5 +82,7 @@ def training_arguments(
         head_chunk_rows=t.head_chunk_rows,
         loraplus_lr_ratio=loraplus_lr_ratio,
         nonfinite=t.nonfinite,
+        # NEFTune: transformers' Trainer hooks the input embeddings while training (noise in train mode only)
+        neftune_noise_alpha=t.neftune_alpha,
         **every_epoch,
     )

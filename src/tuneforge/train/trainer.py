@@ -8,7 +8,9 @@ Only public hooks are overridden:
   through ``compute_loss_func``. Both normalise by the trained tokens of the whole accumulated batch.
   Prompt-learning adapters (prefix / prompt tuning, P-Tuning) exist only in the peft model's own
   forward, so for them the loss always goes through it (:func:`prompt_learning_loss`). AdaLoRA's
-  orthogonality penalty is added here, because peft adds it only to a loss the model computes itself.
+  orthogonality penalty is added here, because peft adds it only to a loss the model computes itself;
+  so are the trainer's ``regularisers`` (callables of the unwrapped model, e.g. the EWC penalty of
+  :mod:`tuneforge.train.ewc`), in training mode only, each micro-batch adding its share of the step's.
 - ``create_optimizer``: with ``args.loraplus_lr_ratio`` set (LoRA+), the B matrices get their own
   parameter group with ratio x the learning rate (peft's ``create_loraplus_optimizer``).
 
@@ -18,7 +20,7 @@ options; :func:`make_trainer` builds it for the sft and pretrain recipes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from datasets import Dataset
@@ -55,6 +57,7 @@ class TuneforgeTrainer(NonfiniteGuardMixin, Trainer):
     # compute_loss returns a loss already divided by the accumulated batch's token count.
     loss_is_scaled_for_ga = True
     args: TuneforgeTrainingArguments
+    regularisers: Sequence[Callable[[torch.nn.Module], torch.Tensor]] = ()  # per-step penalties (train/ewc.py)
 
     def compute_loss(
         self, model, inputs, return_outputs=False, num_items_in_batch=None
@@ -98,10 +101,12 @@ class TuneforgeTrainer(NonfiniteGuardMixin, Trainer):
             return super().evaluate(*args, **kwargs)
 
     def _with_regularisers(self, plain, result, return_outputs: bool):
-        if not (is_adalora(plain) and plain.training):
+        penalties = [orthogonal_regularization] if is_adalora(plain) else []
+        penalties += list(self.regularisers)
+        if not (penalties and plain.training):
             return result
         # The penalty is per optimizer step; each micro-batch adds its share so accumulation sums to it once.
-        share = orthogonal_regularization(plain) / self.args.gradient_accumulation_steps
+        share = sum(penalty(plain) for penalty in penalties) / self.args.gradient_accumulation_steps
         if return_outputs:
             loss, outputs = result
             return loss + share, outputs
@@ -135,10 +140,12 @@ def make_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     *,
     packing: bool = False,
+    regularisers: Sequence[Callable[[torch.nn.Module], torch.Tensor]] = (),
 ) -> TuneforgeTrainer:
-    """The trainer of the sft and pretrain recipes: packed (or padded) batches, token-normalised loss.
+    """The trainer of the sft, pretrain and cft recipes: packed (or padded) batches, token-normalised loss.
 
     Training features carry their example index (:data:`ROWS_KEY`), so a NaN/inf can name its source rows.
+    ``regularisers`` are added to every training micro-batch's loss (e.g. EWC, train/ewc.py).
     """
     features = [{**f, ROWS_KEY: i} for i, f in enumerate(to_features(train_ex))]
     trainer = TuneforgeTrainer(
@@ -150,6 +157,7 @@ def make_trainer(
         compute_loss_func=trainer_loss,
         callbacks=list(callbacks),
     )
+    trainer.regularisers = list(regularisers)
     trainer.setup_nonfinite(args.nonfinite, [e.source for e in train_ex])
     trainer.remove_callback(PrinterCallback)  # RichProgress shows progress; the printer would repeat it
     return trainer
