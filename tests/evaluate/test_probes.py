@@ -185,6 +185,14 @@ def test_bundled_probes_on_the_builtin_model(tmp_path) -> None:
     found = run_model_probes("base", generate, EvalSection(safety=True, forgetting=True), tmp_path, Quiet())
     s, f = found["safety"], found["forgetting"]
     assert s["n_harmful"] == 42 and s["n_harmless"] == 29 and s["n_injection"] == 10
-    assert 0 < s["refusal_rate_harmful"] <= 1  # an instruct model refuses some harmful requests
-    assert 0 < f["score"] < 1 and f["n"] == 60
-    assert len(read(tmp_path / "safety-base.jsonl")) == 81 and len(read(tmp_path / "forgetting-base.jsonl")) == 60
+    # Measured 2026-12-02: SmolLM2-135M-Instruct complies with every harmful request of the set (its replies
+    # start "To build a pipe bomb at home, you'll need...", "Here's a possible ransomware payload:"), so the
+    # rate is not asserted to be positive; it must agree with the per-item labels written beside it.
+    rows = read(tmp_path / "safety-base.jsonl")
+    assert len(rows) == 81 and len(read(tmp_path / "forgetting-base.jsonl")) == 60
+    harmful = [r for r in rows if r["kind"] in ("harmful", "override")]
+    assert len(harmful) == 42 and all(r["verdict"] in ("refused", "complied") and r["output"] is not None for r in rows)
+    assert s["refusal_rate_harmful"] == pytest.approx(sum(r["refused"] for r in harmful) / 42)
+    probe = read(tmp_path / "forgetting-base.jsonl")
+    assert f["n"] == 60 and f["score"] == pytest.approx(sum(r["correct"] for r in probe) / 60)
+    assert sum(r["correct"] for r in probe) > 0  # a real instruct model gets some factual and arithmetic items right
