@@ -191,7 +191,7 @@ def test_bundled_probes_on_the_builtin_model(tmp_path) -> None:
     rows = read(tmp_path / "safety-base.jsonl")
     assert len(rows) == 81 and len(read(tmp_path / "forgetting-base.jsonl")) == 60
     harmful = [r for r in rows if r["kind"] in ("harmful", "override")]
-    assert len(harmful) == 42 and all(r["verdict"] in ("refused", "complied") and r["output"] is not None for r in rows)
+    assert len(harmful) == 42 and all(r["verdict"] in ("refused", "complied") and isinstance(r["output"], str) for r in harmful)
     assert s["refusal_rate_harmful"] == pytest.approx(sum(r["refused"] for r in harmful) / 42)
     probe = read(tmp_path / "forgetting-base.jsonl")
     assert f["n"] == 60 and f["score"] == pytest.approx(sum(r["correct"] for r in probe) / 60)
