@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from peft import PeftModel
-from transformers import PrinterCallback, Trainer, TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from tuneforge.config.grpo import GrpoOptions
 from tuneforge.data.records import PromptRecord
@@ -44,6 +44,7 @@ from tuneforge.objectives.grpo_loss import (
 from tuneforge.objectives.reward_scores import CompletionScorer
 from tuneforge.train.arguments import TuneforgeTrainingArguments
 from tuneforge.train.nonfinite import NonfiniteGuardMixin, RowTaggingCollator, TaggedDataset
+from tuneforge.train.rollout_stats import RolloutStatsLog
 from tuneforge.train.rollout import Rollout, Sampling, autocast_context, completion_logps, generate_rollout
 
 
@@ -82,7 +83,7 @@ def rollout_order(n: int, prompts_per_step: int, num_iterations: int, *, epochs:
     return order[: wanted * prompts_per_step]
 
 
-class GrpoCore(Trainer):
+class GrpoCore(RolloutStatsLog):
     """The rollout-and-update step; :class:`GrpoTrainer` adds the NaN/inf guard around it."""
 
     def __init__(
@@ -209,13 +210,6 @@ class GrpoCore(Trainer):
             self._stats["importance_ratio"].append(float(masked_mean(torch.exp(log_w.detach()), mask)))
             self.state.num_input_tokens_seen += int(chunk.attention_mask.sum())
         return total
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        logs = dict(logs)
-        if "loss" in logs:  # a training row: the rollout and update statistics of the steps since the last one
-            logs.update({k: sum(v) / len(v) for k, v in self._stats.items() if v})
-            self._stats.clear()
-        super().log(logs, start_time)
 
 
 class GrpoTrainer(NonfiniteGuardMixin, GrpoCore):

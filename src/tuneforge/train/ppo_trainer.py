@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from peft import PeftModel
-from transformers import PrinterCallback, Trainer, TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from tuneforge.config.ppo import PpoOptions
 from tuneforge.data.records import PromptRecord
@@ -35,6 +35,7 @@ from tuneforge.objectives.reward_scores import CompletionScorer
 from tuneforge.train.arguments import TuneforgeTrainingArguments
 from tuneforge.train.grpo_trainer import records_collate, rollout_order
 from tuneforge.train.nonfinite import NonfiniteGuardMixin, RowTaggingCollator, TaggedDataset
+from tuneforge.train.rollout_stats import RolloutStatsLog
 from tuneforge.train.rollout import Rollout, Sampling, completion_logps, generate_rollout
 from tuneforge.train.value_head import ValueHead, logps_and_values, save_value_head
 
@@ -63,7 +64,7 @@ def minibatch_rows(rows: int, options: PpoOptions, update: int, *, seed: int, ro
     return torch.randperm(rows, generator=generator).tensor_split(options.num_minibatches)[part]
 
 
-class PpoCore(Trainer):
+class PpoCore(RolloutStatsLog):
     """The rollout-and-update step; :class:`PpoTrainer` adds the NaN/inf guard around it."""
 
     def __init__(
@@ -217,13 +218,6 @@ class PpoCore(Trainer):
         for key, value in sums.items():
             self._stats[key].append(value)
         return total
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        logs = dict(logs)
-        if "loss" in logs:  # a training row: the rollout and update statistics of the steps since the last one
-            logs.update({k: sum(v) / len(v) for k, v in self._stats.items() if v})
-            self._stats.clear()
-        super().log(logs, start_time)
 
 
 class PpoTrainer(NonfiniteGuardMixin, PpoCore):
