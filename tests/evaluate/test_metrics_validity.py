@@ -106,3 +106,17 @@ def test_flags_override_the_runs_section() -> None:
     base = EvalSection(metrics=["classification"], labels=["a", "b"], price_per_hour=2.0)
     got = eval_options(base, {"price_per_hour": 3.5, "regex": None, "metrics": ["classification", "regex"], "labels": None} | {"regex": "a|b"})
     assert got.price_per_hour == 3.5 and got.labels == ["a", "b"] and got.regex == "a|b"
+
+
+def test_probe_flags_merge_into_the_runs_probe_sections() -> None:
+    from tuneforge.evaluate.command import probe_flags
+
+    base = EvalSection.model_validate({"judge": {"client": {"model": "my-judge"}, "limit": 5}, "forgetting": {"max_drop": 0.2}})
+    got = eval_options(base, probe_flags(safety=True, forgetting=True, judge=True, pairwise=None, judge_limit=None))
+    assert got.safety.enabled and got.forgetting.enabled and got.judge.enabled
+    assert got.judge.client.model == "my-judge" and got.judge.limit == 5 and got.forgetting.max_drop == 0.2
+    assert not got.judge.pairwise
+    untouched = eval_options(base, probe_flags(safety=None, forgetting=None, judge=None, pairwise=None, judge_limit=None))
+    assert untouched == base
+    with pytest.raises(ConfigError, match="eval.judge.limit"):
+        eval_options(base, probe_flags(safety=None, forgetting=None, judge=True, pairwise=None, judge_limit=0))

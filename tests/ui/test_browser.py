@@ -198,6 +198,9 @@ def test_whole_workflow_in_a_browser(ui_server, tmp_path):
         page.locator("#eval-run").click()
         expect(page.locator("#eval-status")).to_contain_text("tuneforge eval", timeout=180_000)
         expect(page.locator("#eval-report")).to_contain_text("tuned", timeout=180_000)
+        plot = page.locator("#eval-report img").first
+        expect(plot).to_be_visible()
+        assert plot.evaluate("img => img.complete && img.naturalWidth > 0"), "the report's plot did not load in the page"
         page.screenshot(path=str(shots / "5-evaluate.png"), full_page=True)
 
         # Chat: base and tuned answer the same prompt

@@ -136,3 +136,13 @@ def test_train_tab_starts_the_forms_recipe_as_a_process(tmp_path):
     assert "stopped" in train_tab.stop_run(jobs, run_dir)
     with pytest.raises(Exception, match="no run to resume"):
         train_tab.resume_run(jobs, run_dir)
+
+
+def test_report_images_are_inlined_as_data_uris(tmp_path):
+    from tuneforge.ui.eval_tab import inline_images
+
+    (tmp_path / "loss.png").write_bytes(b"\x89PNG fake")
+    md = "a ![Loss](loss.png) b ![Gone](missing.png) c [link](loss.png)\n![Scores in [0, 1]](loss.png)"
+    got = inline_images(md, tmp_path)
+    assert "![Loss](data:image/png;base64,iVBORyBmYWtl)" in got and "![Scores in [0, 1]](data:image/png;base64," in got
+    assert "![Gone](missing.png)" in got and "[link](loss.png)" in got

@@ -67,6 +67,10 @@ def test_evaluate_shows_the_report(finished_run, tmp_path):
     status, report, html = eval_tab.run_eval(str(finished_run), str(test), True, "exact_match", None, "")
     assert "tuneforge eval" in status and "--base" in status
     assert Path(html) == finished_run / "eval" / "report.html" and "base" in report and "tuned" in report
+    # the plots beside report.md are embedded: a relative link would not load in the page
+    assert "](data:image/png;base64," in report and "](metrics.png)" not in report
+    status, report, _ = eval_tab.run_eval(str(finished_run), str(test), False, "exact_match", None, str(tmp_path / "probed"), ["forgetting"])
+    assert "--forgetting" in status and "## Forgetting" in report and (tmp_path / "probed" / "forgetting-tuned.jsonl").is_file()
     status, _, html = eval_tab.run_eval(str(tmp_path / "nope"), str(test), False, "", None, "")
     assert "**error:**" in status and html is None
 

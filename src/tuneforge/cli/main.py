@@ -128,10 +128,15 @@ def eval_cmd(
     price_per_hour: Annotated[float | None, typer.Option(help="Hardware price per hour, for the cost per 1,000 requests (eval.price_per_hour).")] = None,
     lm_eval: Annotated[list[str] | None, typer.Option("--lm-eval", help="lm-eval task dir, YAML or name, run offline (repeatable; eval.lm_eval).")] = None,
     lm_eval_limit: Annotated[int | None, typer.Option(help="lm-eval: first N documents per task (eval.lm_eval_limit).")] = None,
+    safety: Annotated[bool | None, typer.Option("--safety/--no-safety", help="Run the bundled red-team set (eval.safety.enabled).")] = None,
+    forgetting: Annotated[bool | None, typer.Option("--forgetting/--no-forgetting", help="Run the general-capability probe (eval.forgetting.enabled).")] = None,
+    judge: Annotated[bool | None, typer.Option("--judge/--no-judge", help="LLM judge: rubric scores 1-10 (eval.judge.enabled).")] = None,
+    pairwise: Annotated[bool | None, typer.Option("--pairwise/--no-pairwise", help="LLM judge: base vs tuned in both orders, with --base (eval.judge.pairwise).")] = None,
+    judge_limit: Annotated[int | None, typer.Option(help="LLM judge: judge only the first N answers (eval.judge.limit).")] = None,
 ) -> None:
     """Evaluate a run or a model: loss, perplexity, metrics, business figures, probes and lm-eval, with a Markdown/HTML report (docs/EVALUATION.md)."""
     # lazy: keeps `tuneforge --help` fast (module docstring)
-    from tuneforge.evaluate.command import evaluate_target
+    from tuneforge.evaluate.command import evaluate_target, probe_flags
 
     evaluate_target(
         target,
@@ -149,6 +154,7 @@ def eval_cmd(
             "labels": labels.split(",") if labels else None, "case_sensitive": case_sensitive, "regex": regex,
             "json_schema": json_schema, "choice_normalisation": choice_normalisation, "price_per_hour": price_per_hour,
             "lm_eval": lm_eval or None, "lm_eval_limit": lm_eval_limit,
+            **probe_flags(safety=safety, forgetting=forgetting, judge=judge, pairwise=pairwise, judge_limit=judge_limit),
         },  # fmt: skip
         console=err,
     )

@@ -38,13 +38,35 @@ class _EvalFlags(BaseModel):
 
 
 def eval_options(base: EvalSection, flags: dict[str, Any]) -> EvalSection:
-    """``base`` with the given flags (None = not given) set, validated as a recipe's eval section would be."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    data = {"eval": {**base.model_dump(), **given}}
+    """``base`` with the given flags (None = not given) set, validated as a recipe's eval section would be.
+
+    A flag may be a nested dict (``{"judge": {"enabled": True}}``): it is merged into the section's
+    own sub-section, so ``--judge`` on a run keeps the judge client its recipe chose.
+    """
+    data = {"eval": _merged(base.model_dump(), flags)}
     try:
         return _EvalFlags.model_validate(data).eval
     except ValidationError as exc:
         raise ConfigError("tuneforge eval flags are not valid:\n" + format_validation_error(exc, _EvalFlags)) from None
+
+
+def _merged(base: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in flags.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        elif value is not None and not (isinstance(value, dict) and not any(v is not None for v in value.values())):
+            out[key] = value
+    return out
+
+
+def probe_flags(*, safety: bool | None, forgetting: bool | None, judge: bool | None, pairwise: bool | None, judge_limit: int | None) -> dict[str, Any]:
+    """The probe flags of ``tuneforge eval`` as nested ``eval:`` keys (None = not given, the run's own setting stays)."""
+    return {
+        "safety": {"enabled": safety},
+        "forgetting": {"enabled": forgetting},
+        "judge": {"enabled": judge, "pairwise": pairwise, "limit": judge_limit},
+    }
 
 
 def evaluate_target(
