@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tuneforge.config import load_recipe
 from tuneforge.config.s3ft import S3ftOptions
 from tuneforge.data.records import ChatRecord, Message
+from tuneforge.errors import DataError
 from tuneforge.recipes import RECIPES, train
-from tuneforge.recipes.s3ft import choose_targets, exact_accept, llm_accept, numeric_accept, shares, train_s3ft
+from tuneforge.recipes.s3ft import choose_targets, exact_accept, llm_accept, marker_accept, numeric_accept, shares, train_s3ft
 
 ROWS = [("What is 2+3?", "5"), ("What is 4+4?", "8"), ("Name a colour.", "Blue"), ("What is 1+1?", "2")]
 OWN = {"What is 2+3?": "5", "What is 4+4?": "9", "Name a colour.": "Red", "What is 1+1?": "3"}
@@ -101,3 +104,29 @@ def test_without_stubs_the_base_model_answers_and_the_exact_rule_judges(tmp_path
     chosen = [json.loads(x) for x in (run / "s3ft" / "targets.jsonl").read_text().splitlines()]
     assert len(chosen) == 4 and all(c["choice"] == "gold" and c["target"] == g for c, (_, g) in zip(chosen, ROWS))  # a random model is never right
     assert all(isinstance(c["own"], str) and isinstance(c["paraphrase"], str) for c in chosen)
+
+
+def test_s3ft_takes_the_sft_runs_training_options(tmp_path, tiny_model_dir):
+    """The sft run's options (here NEFTune) apply to s3ft and give sft's losses on the mapped targets."""
+
+    def with_neftune(recipe):
+        recipe = recipe.model_copy(deep=True)
+        recipe.training.neftune_alpha = 5.0
+        return load_recipe(base=recipe.model_dump(mode="json", exclude_none=True))  # validated: s3ft may use it
+
+    result = train_s3ft(with_neftune(recipe_for(tmp_path, tiny_model_dir, "s3ft", ROWS)), generate=stub_generate, accept=stub_accept)
+    chosen = [json.loads(x) for x in (result.run_dir / "s3ft" / "targets.jsonl").read_text().splitlines()]
+    sft = train(with_neftune(recipe_for(tmp_path, tiny_model_dir, "sft", [(q, c["target"]) for (q, _), c in zip(ROWS, chosen)])))
+    assert _losses(result.run_dir) == _losses(sft.run_dir)
+    (tmp_path / "plain").mkdir()
+    plain = train(recipe_for(tmp_path / "plain", tiny_model_dir, "sft", [(q, c["target"]) for (q, _), c in zip(ROWS, chosen)]))
+    assert _losses(plain.run_dir) != _losses(sft.run_dir)  # the noise did reach the embeddings
+
+
+def test_marker_acceptance_needs_the_number_after_the_marker():
+    accept = marker_accept("####")
+    gold = "3 + 4 = 7\n#### 7"
+    answers = ["so 7.\n#### 7.0", "the answer is 7", "#### 8 (not 7)", "x\n####7"]
+    assert accept(["q"] * 4, answers, [gold] * 4) == [True, False, False, True]
+    with pytest.raises(DataError, match="no number after '####'"):
+        accept(["q"], ["#### 7"], ["seven"])

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the schema imports this module; the type is for annotations
 
 # Objectives trained by the causal-LM trainer (train/trainer.py): the only ones with packing, the fused
 # chunked head, LoRA+ parameter groups, AdaLoRA's orthogonality penalty, compiled blocks, NEFTune and EWC.
-LM_OBJECTIVES = ("sft", "pretrain", "cft")
+LM_OBJECTIVES = ("sft", "pretrain", "cft", "s3ft")  # the objectives trained by recipes/sft.py
 
 
 def inapplicable_setting(recipe: Recipe) -> str | None:

@@ -19,11 +19,13 @@ class S3ftOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    accept: Literal["exact", "numeric", "judge"] = Field(
+    accept: Literal["exact", "numeric", "marker", "judge"] = Field(
         "judge",
         description="How an answer is accepted: exact (normalised text equal to the gold), numeric (same last number), "
+        "marker (same number after objective.s3ft.marker in both: the answer keeps the task's format), "
         "or judge (an LLM judge says it is equivalent to the gold).",
     )
+    marker: str = Field("####", min_length=1, description="accept: marker: the text the final answer follows (GSM8K's '####').")
     judge: JudgeClient = Field(default_factory=JudgeClient, description="The judge for accept: judge (local model or endpoint).")
     paraphrase: bool = Field(True, description="Ask the model to restate the gold answer when its own answer is rejected.")
     paraphrase_prompt: str = Field(

@@ -1,10 +1,8 @@
 """The cft recipe's examples: the sft/pretrain run (recipes/sft.py) with CFT's prompted chunks.
 
-Everything else of a cft run (model, method, trainer, saving, evaluation) is the pretrain run's;
-only the examples differ (:mod:`tuneforge.objectives.cft`). This mirrors
-:func:`~tuneforge.recipes.common.build_run_examples` step for step, because that function builds
-through :func:`~tuneforge.objectives.build_examples`, which takes no objective options; once it
-accepts a builder this module reduces to the builder.
+Everything else of a cft run (model, method, trainer, saving, evaluation, the data report) is the
+pretrain run's, through :func:`~tuneforge.recipes.common.build_run_examples`; only the examples
+differ (:mod:`tuneforge.objectives.cft`).
 
 Validation examples (a split of data.train or a data.validation file) are scored without prompts,
 as the model is used: the prompts are a training device only.
@@ -12,15 +10,12 @@ as the model is used: the prompts are a training device only.
 
 from __future__ import annotations
 
-import json
-
-from tuneforge.data.prepare import split_examples
+from tuneforge.data.prepare import PrepareReport
 from tuneforge.data.records import LoadedData, TextRecord
 from tuneforge.data.render import Tokenized
 from tuneforge.errors import DataError
 from tuneforge.objectives.cft import cft_prompts, prepare_cft, strip_prompt
-from tuneforge.recipes.common import Run, RunData
-from tuneforge.runs import DATA_REPORT_FILE
+from tuneforge.recipes.common import Run, RunData, build_run_examples
 
 
 def _text_records(loaded: LoadedData) -> list[TextRecord]:
@@ -37,22 +32,18 @@ def build_cft_run_examples(run: Run, data: RunData, tokenizer) -> tuple[list[Tok
     recipe = run.recipe
     options = recipe.objective.cft
     prompts = cft_prompts(options)
-    examples, report = prepare_cft(_text_records(data.train), tokenizer, recipe.data.max_length, options, prompts)
-    train_ex, val_ex = split_examples(examples, recipe.data.val_fraction, recipe.training.seed)
-    val_report = None
-    if data.validation is not None:
-        val_ex, val_report = prepare_cft(_text_records(data.validation), tokenizer, recipe.data.max_length, options, [""])
-    val_ex = [v for v in map(strip_prompt, val_ex) if len(v.input_ids) > 1]
-    run.train_examples = len(train_ex)
-    data_report = {
-        "train": report.as_json(),
-        "train_examples": len(train_ex),
-        "validation_examples": len(val_ex),
-        "cft": {"prompts": len(prompts), "selection": options.selection, "prompt_tokens": report.tokens - report.trained_tokens},
-    }
-    if val_report:
-        data_report["validation"] = val_report.as_json()
-    if run.main:
-        (run.run_dir / DATA_REPORT_FILE).write_text(json.dumps(data_report, indent=2))
-    run.console.print(f"[bold]data[/]: {report.summary()} ({len(prompts)} CFT prompts, {options.selection}); {len(train_ex)} train / {len(val_ex)} validation")
-    return train_ex, val_ex
+
+    def build(loaded: LoadedData, validation: bool) -> tuple[list[Tokenized], PrepareReport]:
+        # a validation file is chunked without prompts; a split of data.train has its prompts stripped below
+        return prepare_cft(_text_records(loaded), tokenizer, recipe.data.max_length, options, [""] if validation else prompts)
+
+    def unprompted(examples: list[Tokenized]) -> list[Tokenized]:
+        return [v for v in map(strip_prompt, examples) if len(v.input_ids) > 1]
+
+    def cft_report(report: PrepareReport) -> dict:
+        return {"cft": {"prompts": len(prompts), "selection": options.selection, "prompt_tokens": report.tokens - report.trained_tokens}}
+
+    return build_run_examples(
+        run, data, tokenizer, builder=build, validation_view=unprompted, report_extra=cft_report,
+        note=f" ({len(prompts)} CFT prompts, {options.selection})",
+    )  # fmt: skip

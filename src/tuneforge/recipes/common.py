@@ -25,7 +25,7 @@ from tuneforge.config.load import dump_recipe
 from tuneforge.config.schema import Recipe
 from tuneforge.data.formats import load_records
 from tuneforge.data.preference_examples import PairExample, UnpairedExample
-from tuneforge.data.prepare import split_examples
+from tuneforge.data.prepare import PrepareReport, split_examples
 from tuneforge.data.prompts import load_prompts
 from tuneforge.data.records import ChatRecord, LoadedData
 from tuneforge.datatools.pipeline import prepare_training_file, training_file_path
@@ -167,29 +167,53 @@ def load_run_data(run: Run, read: Reader, *, read_eval: Reader | None, preferenc
     return RunData(train, validation, eval_records)
 
 
-def build_run_examples(run: Run, data: RunData, tokenizer) -> tuple[list, list]:
-    """Tokenise with the chat template and the over-length policy; split off validation; write data_report.json."""
+ExampleBuilder = Callable[[LoadedData, bool], tuple[list, PrepareReport]]
+
+
+def build_run_examples(
+    run: Run,
+    data: RunData,
+    tokenizer,
+    *,
+    builder: ExampleBuilder | None = None,
+    validation_view: Callable[[list], list] | None = None,
+    report_extra: Callable[[PrepareReport], dict] | None = None,
+    note: str = "",
+) -> tuple[list, list]:
+    """Tokenise with the chat template and the over-length policy; split off validation; write data_report.json.
+
+    An objective whose examples are built differently (cft's prompted chunks) passes ``builder``
+    (loaded data, is-validation -> examples and report), ``validation_view`` (how validation examples
+    are scored), ``report_extra`` (its own data_report.json keys) and a ``note`` for the summary line;
+    the split, the reports and the skipped-rows file stay this function's.
+    """
     recipe = run.recipe
 
-    def build(loaded: LoadedData):
+    def build(loaded: LoadedData, validation: bool):
+        if builder is not None:
+            return builder(loaded, validation)
         return build_examples(
             recipe.objective.type, loaded.records, tokenizer, recipe.data.max_length, recipe.data.overlong, data_format=loaded.format
         )
 
-    examples, report = build(data.train)
+    examples, report = build(data.train, False)
     train_ex, val_ex = split_examples(examples, recipe.data.val_fraction, recipe.training.seed)
     val_report = None
     if data.validation is not None:
-        val_ex, val_report = build(data.validation)
+        val_ex, val_report = build(data.validation, True)
+    if validation_view is not None:
+        val_ex = validation_view(val_ex)
     run.train_examples = len(train_ex)
     dropped = report.dropped + (val_report.dropped if val_report else [])
     data_report = {"train": report.as_json(), "train_examples": len(train_ex), "validation_examples": len(val_ex)}
+    if report_extra is not None:
+        data_report.update(report_extra(report))
     if val_report:
         data_report["validation"] = val_report.as_json()
     if run.main:
         append_bad_rows(run.run_dir / SKIPPED_FILE, dropped)
         (run.run_dir / DATA_REPORT_FILE).write_text(json.dumps(data_report, indent=2))
-    run.console.print(f"[bold]data[/]: {report.summary()}; {len(train_ex)} train / {len(val_ex)} validation")
+    run.console.print(f"[bold]data[/]: {report.summary()}{note}; {len(train_ex)} train / {len(val_ex)} validation")
     if report.dropped:
         run.console.print(f"[yellow]{len(report.dropped)} example(s) dropped by the over-length policy; see {run.run_dir / SKIPPED_FILE}[/]")
     return train_ex, val_ex

@@ -27,17 +27,11 @@ from tuneforge.data.render import render_prompt
 from tuneforge.datatools.judge import JudgeBackend, make_backend
 from tuneforge.errors import DataError
 from tuneforge.evaluate.generate import generate_batch
-from tuneforge.methods import apply_method, load_base_model, method_callbacks, planned_optimizer_steps
-from tuneforge.models.load import load_tokenizer
-from tuneforge.recipes.common import (
-    Run, RunData, TrainResult, build_run_examples, evaluate_base, finish, fit, load_run_data, read_chat, report_parameters, speed_plan_for, start_run,
-)  # fmt: skip
+from tuneforge.recipes.common import Run, RunData, TrainResult
+from tuneforge.recipes.sft import train_sft
 from tuneforge.rewards.extract import extract_answer, parse_number
 from tuneforge.runs import SUMMARY_FILE
-from tuneforge.train.arguments import training_arguments
-from tuneforge.train.callbacks import run_callbacks
 from tuneforge.train.speed_plan import uncompiled
-from tuneforge.train.trainer import make_trainer
 
 Generate = Callable[[list[list[dict]]], list[str]]  # chats -> replies
 Accept = Callable[[list[str], list[str], list[str]], list[bool]]  # (questions, answers, golds) -> accepted
@@ -79,6 +73,26 @@ def numeric_accept(questions: list[str], answers: list[str], golds: list[str]) -
     return out
 
 
+def marker_accept(marker: str) -> Accept:
+    """The numbers after the last ``marker`` agree: an answer without the marker is rejected, so a row only
+    trains on a candidate that keeps the format the task is scored in (the gold must carry the marker)."""
+
+    def number_after(text: str):
+        found = extract_answer(text, "marker", marker=marker)
+        return parse_number(found) if found else None
+
+    def accept(questions: list[str], answers: list[str], golds: list[str]) -> list[bool]:
+        out = []
+        for a, g in zip(answers, golds, strict=True):
+            gold = number_after(g)
+            if gold is None:
+                raise DataError(f"objective.s3ft.accept 'marker': the gold answer {g[:80]!r} has no number after {marker!r}", hint="use accept: numeric or judge for this data")
+            out.append(number_after(a) == gold)
+        return out
+
+    return accept
+
+
 def judge_prompt(question: str, answer: str, gold: str) -> str:
     return (
         f"Question:\n{question}\n\nGold answer:\n{gold}\n\nCandidate answer:\n{answer}\n\n"
@@ -101,6 +115,8 @@ def make_accept(options: S3ftOptions, judge: JudgeBackend | None = None) -> Acce
         return exact_accept
     if options.accept == "numeric":
         return numeric_accept
+    if options.accept == "marker":
+        return marker_accept(options.marker)
     return llm_accept(judge or make_backend(options.judge, system=JUDGE_SYSTEM))
 
 
@@ -176,38 +192,21 @@ def map_run_data(run, data: RunData, generate: Generate, accept: Accept) -> tupl
     return RunData(train, data.validation, data.eval_records), share
 
 
-def sft_examples(run: Run, data: RunData, tokenizer) -> tuple[list, list]:
-    """The sft recipe's examples of the mapped rows (build_run_examples keys its formats by objective.type, so it sees 'sft')."""
-    objective = run.recipe.objective.model_copy(update={"type": "sft"})
-    as_sft = replace(run, recipe=run.recipe.model_copy(update={"objective": objective}))
-    examples = build_run_examples(as_sft, data, tokenizer)
-    run.train_examples = as_sft.train_examples
-    return examples
-
-
 def train_s3ft(
     recipe: Recipe, *, resume: bool = False, console: Console | None = None, callbacks: Sequence[TrainerCallback] = (),
     generate: Generate | None = None, accept: Accept | None = None,
 ) -> TrainResult:  # fmt: skip
-    """Run an s3ft recipe; ``generate`` / ``accept`` replace the model's answers and the judge (tests pass stubs)."""
-    run = start_run(recipe, resume, console)
-    data = load_run_data(run, read_chat, read_eval=read_chat)
-    tokenizer = load_tokenizer(recipe.model.name)
-    model = load_base_model(recipe.model.name, recipe.method, dtype=torch.float32)
-    gen = generate or model_generate(model, tokenizer, recipe.objective.s3ft, run.precision.autocast_dtype)
-    data, share = map_run_data(run, data, gen, accept or make_accept(recipe.objective.s3ft))
-    train_ex, val_ex = sft_examples(run, data, tokenizer)
-    model.config.use_cache = False
-    evals = evaluate_base(run, model, tokenizer, data.eval_records)
-    t = recipe.training
-    model = apply_method(model, recipe.method, total_steps=planned_optimizer_steps(len(train_ex), t.batch_size, t.grad_accum, t.epochs, t.max_steps))
-    report_parameters(run, model)
-    args = training_arguments(recipe, run.run_dir, run.precision, has_val=bool(val_ex))
-    all_callbacks = run_callbacks(run.run_dir, run.console, t, [*method_callbacks(model, recipe.method), *callbacks])
-    trainer = make_trainer(model, args, tokenizer, train_ex, val_ex, all_callbacks, packing=t.packing)
-    fitted = fit(run, trainer, speed_plan_for(run, model, train_ex, trainer))
-    result = finish(run, trainer, fitted, tokenizer, evals, data.eval_records)
-    if run.main:
-        result.summary["s3ft_shares"] = share
-        (run.run_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2))
+    """Run an s3ft recipe: the sft run on the mapped rows; ``generate`` / ``accept`` replace the model's answers and the judge (tests pass stubs)."""
+    mapped: dict[str, object] = {}
+
+    def map_data(run: Run, data: RunData, model, tokenizer) -> RunData:
+        gen = generate or model_generate(model, tokenizer, recipe.objective.s3ft, run.precision.autocast_dtype)
+        new_data, share = map_run_data(run, data, gen, accept or make_accept(recipe.objective.s3ft))
+        mapped.update(share=share, main=run.main)
+        return new_data
+
+    result = train_sft(recipe, resume=resume, console=console, callbacks=callbacks, map_data=map_data)
+    result.summary["s3ft_shares"] = mapped["share"]
+    if mapped["main"]:
+        (result.run_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2))
     return result

@@ -1,8 +1,9 @@
-"""The sft, pretrain and cft recipe: a whole supervised fine-tuning (or continued pretraining) run, top to bottom.
+"""The sft, pretrain, cft and s3ft recipe: a whole supervised fine-tuning (or continued pretraining) run, top to bottom.
 
 sft trains the assistant turns of alpaca / messages data; pretrain trains every token of raw text
 cut into ``data.max_length`` chunks; cft trains the same text behind untrained learning prompts
-(recipes/cft.py). training.ewc adds the EWC penalty and can save this run's Fisher (train/ewc.py). Both use the token-normalised causal LM loss with the output
+(recipes/cft.py); s3ft trains the rows its ``map_data`` step rewrote with the base model's own answers
+(recipes/s3ft.py). training.ewc adds the EWC penalty and can save this run's Fisher (train/ewc.py). All use the token-normalised causal LM loss with the output
 head on trained positions only (:class:`~tuneforge.train.trainer.TuneforgeTrainer`).
 
 The base model is evaluated before the method is applied (identical outputs for identity-at-init
@@ -11,7 +12,7 @@ methods, and no adapter to disable), the tuned one after training, both on the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from rich.console import Console
@@ -28,6 +29,8 @@ from tuneforge.methods import (
 from tuneforge.models.load import load_tokenizer
 from tuneforge.recipes.cft import build_cft_run_examples
 from tuneforge.recipes.common import (
+    Run,
+    RunData,
     TrainResult,
     build_run_examples,
     evaluate_base,
@@ -46,19 +49,36 @@ from tuneforge.train.ewc import ewc_regularisers, save_fisher_if_asked
 from tuneforge.train.trainer import make_trainer
 
 
+MapData = Callable[[Run, RunData, torch.nn.Module, object], RunData]  # (run, data, base model, tokenizer) -> data
+
+
 def train_sft(
-    recipe: Recipe, *, resume: bool = False, console: Console | None = None, callbacks: Sequence[TrainerCallback] = ()
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    map_data: MapData | None = None,
 ) -> TrainResult:
-    """Run an sft or pretrain recipe; ``callbacks`` are added to the run's own."""
+    """Run an sft, pretrain or cft recipe; ``callbacks`` are added to the run's own.
+
+    ``map_data`` rewrites the training rows with the base model before any example is built (s3ft
+    picks each row's target from the model's own answers, recipes/s3ft.py); the rest of the run,
+    EWC, LoRA+ and packing included, is the same for every objective that trains this way.
+    """
     run = start_run(recipe, resume, console)
     data = load_run_data(run, read_chat, read_eval=read_eval_chat)  # bad rows stop the run before any model loads
 
     run.console.print(f"[bold]model[/]: {recipe.model.name}")
     tokenizer = load_tokenizer(recipe.model.name)
+    model = None
+    if map_data is not None:  # the rows need the model's answers, so it loads first
+        model = load_base_model(recipe.model.name, recipe.method, dtype=torch.float32)
+        data = map_data(run, data, model, tokenizer)
     build = build_cft_run_examples if recipe.objective.type == "cft" else build_run_examples
     train_ex, val_ex = build(run, data, tokenizer)
-    # qlora: the 4-bit base is loaded directly, never in full precision first
-    model = load_base_model(recipe.model.name, recipe.method, dtype=torch.float32)
+    if model is None:  # qlora: the 4-bit base is loaded directly, never in full precision first
+        model = load_base_model(recipe.model.name, recipe.method, dtype=torch.float32)
     model.config.use_cache = False  # packed/padded training must build the full attention mask
     evals = evaluate_base(run, model, tokenizer, data.eval_records)
 
