@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tuneforge.objectives.ppo_loss import (
+    adaptive_kl_coef,
     clipped_policy_loss,
     clipped_value_loss,
     gae,
@@ -122,3 +123,15 @@ def test_value_loss_on_both_sides_of_the_clip():
     loss, clipped = clipped_value_loss(values, torch.zeros_like(values), returns, cliprange=0.2)
     assert torch.allclose(loss, torch.tensor([[0.32, 0.125, 0.405, 0.32]]), atol=1e-6)
     assert clipped.tolist() == [[1.0, 0.0, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize(
+    ("kl", "expected"),
+    [
+        (3.0, 0.1 * (1 + 0.2 * 4 / 8)),  # far above the target: the error is clipped to +0.2
+        (1.1, 0.1 * (1 + 0.1 * 4 / 8)),  # 10% above: kl / target - 1 = 0.1
+        (0.0, 0.1 * (1 - 0.2 * 4 / 8)),  # no KL at all: clipped to -0.2
+    ],
+)
+def test_adaptive_kl_coef_follows_ziegler_et_al(kl: float, expected: float) -> None:
+    assert adaptive_kl_coef(0.1, kl, target=1.0, horizon=8, completions=4) == pytest.approx(expected, rel=1e-12)

@@ -105,13 +105,17 @@ def test_each_ppo_epoch_is_a_shuffle_of_the_whole_rollout():
     assert not all(torch.equal(minibatch_rows(7, opts, 2 * e, seed=42, rollout_number=5), first) for e in (1, 2))
 
 
-def test_resume_restores_the_value_head(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("adaptive", [False, True], ids=["fixed-kl", "adaptive-kl"])
+def test_resume_restores_the_value_head(tmp_path, tiny_model_dir, adaptive):
     """One update per rollout; stop after step 1, resume to 2: the adapter and value head equal the uninterrupted run's.
 
     Without the head's restore the resumed head would start from zeros again, and without zeroing its
     gradients every step (the Trainer zeroes the model's only) the uninterrupted run would accumulate them.
+    With adaptive KL the second rollout must use the weight the first one adapted (saved in the checkpoint).
     """
     opts = ("training.max_steps=2", "training.save_steps=1", "objective.ppo.ppo_epochs=1")
+    if adaptive:
+        opts += ("objective.ppo.target_kl=1.0", "objective.ppo.kl_horizon=4")
     full = train(recipe_for(tmp_path / "a", tiny_model_dir, *opts))
 
     class Stop(TrainerCallback):
@@ -130,6 +134,10 @@ def test_resume_restores_the_value_head(tmp_path, tiny_model_dir):
         assert a.keys() == b.keys()
         for k in a:
             assert torch.allclose(a[k], b[k], atol=1e-6), (rel, k)
+    if adaptive:  # the first rollout has KL 0 (policy = reference), so the weight falls by 20% x 4 completions / 4
+        coefs = [r["kl_coef"] for r in metrics(full.run_dir) if "loss" in r]
+        assert coefs == pytest.approx([0.1, 0.1 * 0.8])
+        assert json.loads((run_b / "ppo_state.json").read_text())["kl_coef"] == pytest.approx(json.loads((full.run_dir / "ppo_state.json").read_text())["kl_coef"])
 
 
 def test_full_fine_tuning_keeps_a_frozen_reference(tmp_path, tiny_model_dir):
@@ -153,8 +161,9 @@ def test_no_kl_without_kl_coef_and_the_missing_eos_penalty(tmp_path, tiny_model_
     [
         ("objective.ppo.num_minibatches=5", "num_minibatches"),
         ("data.val_fraction=0.2", "eval.data"),
+        ("objective.ppo.kl_coef=0 objective.ppo.target_kl=1.0", "target_kl"),
     ],
 )
 def test_settings_that_cannot_run_are_config_errors(tmp_path, tiny_model_dir, override, needle):
     with pytest.raises(ConfigError, match=needle):
-        recipe_for(tmp_path, tiny_model_dir, override)
+        recipe_for(tmp_path, tiny_model_dir, *override.split())

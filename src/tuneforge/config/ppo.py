@@ -48,6 +48,14 @@ class PpoOptions(BaseModel):
         "reward score at the last token. The reference is the base with the adapter disabled (LoRA-type methods) or a frozen "
         "copy of the starting weights (full / freeze); 0 keeps no reference.",
     )
+    target_kl: float | None = Field(
+        None,
+        gt=0,
+        description="Adaptive KL (Ziegler et al. 2019): after each rollout, kl_coef is multiplied by 1 + e x completions / "
+        "kl_horizon with e = clip(kl / target_kl - 1, -0.2, 0.2), kl being the rollout's mean KL per completion; "
+        "None keeps kl_coef fixed. The current value is logged as kl_coef and restored on --resume.",
+    )
+    kl_horizon: int = Field(10_000, gt=0, description="Adaptive KL: completions over which kl_coef may change by at most 20%.")
     whiten_advantages: bool = Field(
         True, description="Normalise the advantages to mean 0 and (sample) std 1 over the rollout's completion tokens before the updates."
     )
@@ -75,6 +83,8 @@ def ppo_problem(recipe) -> str | None:
             "objective.type 'ppo' has no validation loss; remove data.validation / data.val_fraction "
             "and put held-out prompts in eval.data (evaluated by reward before and after)"
         )
+    if p.target_kl is not None and p.kl_coef == 0:
+        return "objective.ppo.target_kl adapts kl_coef by a factor, so it needs objective.ppo.kl_coef > 0 to start from"
     if t.early_stopping_patience:
         return "training.early_stopping_patience needs a validation loss, which ppo does not have; remove it"
     return None

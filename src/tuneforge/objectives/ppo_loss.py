@@ -46,6 +46,20 @@ def kl_penalised_rewards(
     return rewards * mask, kl
 
 
+ADAPTIVE_KL_CLIP = 0.2  # Ziegler et al. (2019): the proportional error is clipped to [-0.2, 0.2]
+
+
+def adaptive_kl_coef(kl_coef: float, kl: float, target: float, horizon: int, completions: int) -> float:
+    """The next rollout's KL weight under Ziegler et al.'s adaptive controller (their section 2.2).
+
+    ``e = clip(kl / target - 1, -0.2, 0.2)`` and ``kl_coef x (1 + e x completions / horizon)``: a KL
+    above the target raises the weight, one below lowers it, by at most 20% per ``horizon`` samples.
+    ``kl`` is the rollout's mean KL per completion (the logged ``kl``).
+    """
+    error = min(max(kl / target - 1.0, -ADAPTIVE_KL_CLIP), ADAPTIVE_KL_CLIP)
+    return kl_coef * (1.0 + error * completions / horizon)
+
+
 def gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

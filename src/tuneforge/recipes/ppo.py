@@ -31,7 +31,7 @@ from tuneforge.rewards import build_scorer
 from tuneforge.train.arguments import training_arguments
 from tuneforge.train.callbacks import run_callbacks
 from tuneforge.train.distributed import is_main_process, world_size
-from tuneforge.train.ppo_trainer import make_ppo_trainer, updates_per_rollout
+from tuneforge.train.ppo_trainer import load_ppo_state, make_ppo_trainer, save_ppo_state, updates_per_rollout
 from tuneforge.train.rollout import render_prompts
 from tuneforge.train.speed_plan import SpeedPlan, plan_speed
 from tuneforge.train.value_head import ValueHead, hidden_size_of, load_value_head, save_value_head
@@ -84,7 +84,11 @@ def train_ppo(
         recipe.objective.ppo, model, value_head, args, tokenizer, records, scorer, all_callbacks,
         epochs=recipe.training.epochs, max_steps=recipe.training.max_steps, autocast_dtype=run.precision.autocast_dtype,
     )  # fmt: skip
+    state = load_ppo_state(run.checkpoint) if run.checkpoint is not None else None
+    if state is not None:  # the adaptive KL weight the interrupted run had reached
+        trainer.kl_coef = float(state["kl_coef"])
     fitted = fit(run, trainer, ppo_speed_plan(run, model, tokenizer, records))
     if is_main_process():
+        save_ppo_state({"kl_coef": trainer.kl_coef}, run.run_dir)
         save_value_head(trainer.value_head, run.run_dir)  # beside the adapter / model directory, which stays the usual one
     return finish_rl(run, trainer, fitted, tokenizer, held_out, scorer, base)

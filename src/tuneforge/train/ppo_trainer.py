@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from peft import PeftModel
@@ -30,7 +32,9 @@ from transformers import PrinterCallback, TrainerCallback
 
 from tuneforge.config.ppo import PpoOptions
 from tuneforge.data.records import PromptRecord
-from tuneforge.objectives.ppo_loss import clipped_policy_loss, clipped_value_loss, gae, kl_penalised_rewards, masked_mean, whiten
+from tuneforge.objectives.ppo_loss import (
+    adaptive_kl_coef, clipped_policy_loss, clipped_value_loss, gae, kl_penalised_rewards, masked_mean, whiten,
+)  # fmt: skip
 from tuneforge.objectives.reward_scores import CompletionScorer
 from tuneforge.train.arguments import TuneforgeTrainingArguments
 from tuneforge.train.grpo_trainer import records_collate, rollout_order
@@ -38,6 +42,22 @@ from tuneforge.train.nonfinite import NonfiniteGuardMixin, RowTaggingCollator, T
 from tuneforge.train.rollout_stats import RolloutStatsLog
 from tuneforge.train.rollout import Rollout, Sampling, completion_logps, generate_rollout
 from tuneforge.train.value_head import ValueHead, logps_and_values, save_value_head
+
+
+PPO_STATE_FILE = "ppo_state.json"  # the controller state beside value_head.safetensors: {"kl_coef": ...}
+
+
+def save_ppo_state(state: dict, directory: Path | str) -> Path:
+    path = Path(directory) / PPO_STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state))
+    return path
+
+
+def load_ppo_state(directory: Path | str) -> dict | None:
+    """The state saved in ``directory`` (a checkpoint, on --resume); None when it holds none (an older run)."""
+    path = Path(directory) / PPO_STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 @dataclass
@@ -82,6 +102,7 @@ class PpoCore(RolloutStatsLog):
         self.sampling = Sampling(options.num_generations, options.max_completion_length, options.temperature, options.top_p, options.top_k)
         self._buffer: PpoRollout | None = None
         self._stats: dict[str, list[float]] = defaultdict(list)
+        self.kl_coef = options.kl_coef  # the current KL weight: fixed, or adapted after each rollout (objective.ppo.target_kl)
 
     # ---- optimizer and saving: the value head trains and is saved beside the policy ----------------------
     def create_optimizer(self, model=None):
@@ -96,6 +117,7 @@ class PpoCore(RolloutStatsLog):
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
             save_value_head(self.value_head, output_dir or self.args.output_dir)
+            save_ppo_state({"kl_coef": self.kl_coef}, output_dir or self.args.output_dir)
 
     # ---- rollout ----------------------------------------------------------------------------------------
     def make_rollout(self, model, records: Sequence[PromptRecord]) -> PpoRollout:
@@ -108,9 +130,12 @@ class PpoCore(RolloutStatsLog):
         score = torch.tensor(scores.total, dtype=torch.float32, device=mask.device) - opts.missing_eos_penalty * rollout.truncated.float()
         old_logps, old_values = self._no_grad_passes(model, rollout, reference=False)
         ref_logps = self._no_grad_passes(model, rollout, reference=True)[0] if opts.kl_coef > 0 else old_logps
-        rewards, kl = kl_penalised_rewards(old_logps, ref_logps, mask, score, opts.kl_coef)
+        rewards, kl = kl_penalised_rewards(old_logps, ref_logps, mask, score, self.kl_coef)
         advantages, returns = gae(rewards, old_values, mask, opts.gamma, opts.lam)
         self._log_rollout(rollout, score, scores.per_reward, kl, old_values, returns, advantages)
+        if opts.target_kl is not None:  # this rollout used the current weight; the next one gets the adapted weight
+            mean_kl = float(kl.sum(dim=1).mean())
+            self.kl_coef = adaptive_kl_coef(self.kl_coef, mean_kl, opts.target_kl, opts.kl_horizon, len(rollout.records))
         if opts.whiten_advantages:
             advantages = whiten(advantages, mask)
         return PpoRollout(rollout, mask, old_logps, old_values, advantages, returns)
@@ -157,7 +182,8 @@ class PpoCore(RolloutStatsLog):
         }
         if self.options.kl_coef > 0:  # kl_coef 0 keeps no reference: there is no KL to report
             stats["kl"] = float(kl.sum(dim=1).mean())  # per completion: the sum of its tokens' log-ratios, averaged
-            stats["non_score_reward"] = -self.options.kl_coef * stats["kl"]
+            stats["non_score_reward"] = -self.kl_coef * stats["kl"]
+            stats["kl_coef"] = self.kl_coef
         for name, raw in per_reward.items():
             present = torch.tensor([float(v) for v in raw if v is not None])
             if present.numel():
