@@ -119,3 +119,47 @@ def test_dry_run_checks_the_prompt_rows_without_a_judge(tmp_path, tiny_model_dir
     out = "\n".join(dry_run(recipe_for(tmp_path, tiny_model_dir)).lines())
     assert "data.train:" in out and "4 rows (prompt)" in out and "eval.data:" in out
     assert "rlaif samples its training rows" in out
+
+
+def test_offline_resume_reuses_the_labels(tmp_path, tiny_model_dir):
+    """Stop DPO after step 1 and resume: no new sampling or judging, and the adapter equals the uninterrupted run's."""
+    import shutil
+
+    import torch
+    from transformers import TrainerCallback
+
+    opts = ("training.max_steps=2", "training.save_steps=1", "training.batch_size=1", "eval.before=false")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = train_rlaif(recipe_for(tmp_path / "a", tiny_model_dir, *opts), judge=LongerJudge())
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 1:
+                control.should_training_stop = True
+
+    class CountingJudge(LongerJudge):
+        calls = 0
+
+        def ask(self, prompts):
+            CountingJudge.calls += 1
+            return super().ask(prompts)
+
+    train_rlaif(recipe_for(tmp_path / "b", tiny_model_dir, *opts), judge=LongerJudge(), callbacks=[Stop()])
+    run_b = tmp_path / "b" / "run"
+    pairs_before = (run_b / "rlaif" / "pairs.jsonl").read_text()
+    shutil.rmtree(run_b / "adapter")
+    (run_b / "summary.json").unlink()
+    resumed = train_rlaif(load_recipe(run_b / "recipe.yaml"), resume=True, judge=CountingJudge())
+    assert (run_b / "rlaif" / "pairs.jsonl").read_text() == pairs_before
+    assert resumed.summary["labelling"]["pairs"] == full.summary["labelling"]["pairs"]
+    a = load_file(str(full.run_dir / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(run_b / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert CountingJudge.calls == int(resumed.summary.get("eval") is not None)  # only the held-out win rate asks the judge
+
+
+def test_online_resume_is_refused(tmp_path, tiny_model_dir):
+    recipe = recipe_for(tmp_path, tiny_model_dir, "objective.rlaif.mode=online")
+    with pytest.raises(TuneforgeError, match="online rlaif runs cannot --resume"):
+        train_rlaif(recipe, resume=True, judge=LongerJudge())

@@ -111,10 +111,14 @@ def train_rlaif(
 ) -> TrainResult:
     """Run an rlaif recipe; ``callbacks`` are added to every DPO trainer, ``judge`` (``ask(prompts) -> replies``)
     replaces the recipe's objective.rlaif.judge (tests and benchmarks pass a stub or a shared one)."""
-    if resume:
-        raise TuneforgeError("rlaif runs cannot --resume yet: the sampled pairs are not checkpointed", hint="start the run again without --resume")
+    if resume and recipe.objective.rlaif.mode == "online":
+        raise TuneforgeError(
+            "online rlaif runs cannot --resume yet: each round's pairs come from the policy of that moment, which is not checkpointed",
+            hint="start the run again without --resume, or use objective.rlaif.mode: offline (resumable)",
+        )
     run = start_run(recipe, resume, console)
-    shutil.rmtree(run.run_dir / LABELS_DIR, ignore_errors=True)  # pairs are appended per round: start from none
+    if not (resume and labelling_done(run)):  # pairs are appended per round: start from none
+        shutil.rmtree(run.run_dir / LABELS_DIR, ignore_errors=True)
     data = load_run_data(run, read_prompts, read_eval=None)  # bad rows stop the run before any model loads
     records: list[PromptRecord] = list(data.train.records)  # type: ignore[arg-type]
     held_out = list(read_prompts(recipe.eval.data, recipe).records)[: recipe.eval.limit] if recipe.eval.data else []
@@ -156,10 +160,28 @@ def _dpo_trainer(run: Run, model, tokenizer, records, output_dir, callbacks, *, 
     return trainer, examples
 
 
+LABELLING_DONE = "labelling.json"  # written once offline labelling finished: its stats; --resume then reuses pairs.jsonl
+
+
+def labelling_done(run: Run) -> bool:
+    return (run.run_dir / LABELS_DIR / LABELLING_DONE).is_file()
+
+
 def _offline(run: Run, model, tokenizer, records, judge, callbacks, held_out, base_answers) -> TrainResult:
-    """Label every prompt once, then DPO on pairs.jsonl read back with the preference reader."""
-    labelled, stats = label_round(run, 1, model, tokenizer, records, judge)
+    """Label every prompt once, then DPO on pairs.jsonl read back with the preference reader.
+
+    The labels are the run's data: once labelling finished its stats go to RUN/rlaif/labelling.json,
+    and a --resume trains on the same pairs.jsonl from the checkpoint without sampling or judging again.
+    """
     pairs_file = run.run_dir / LABELS_DIR / "pairs.jsonl"
+    done = run.run_dir / LABELS_DIR / LABELLING_DONE
+    if run.checkpoint is not None and done.is_file():
+        stats = json.loads(done.read_text())
+        run.console.print(f"[bold]labelling[/]: reusing {stats['pairs']} labelled pairs of {pairs_file} (--resume)")
+    else:
+        _, stats = label_round(run, 1, model, tokenizer, records, judge)
+        if run.main:
+            done.write_text(json.dumps(stats, indent=2))
     if not stats["pairs"]:
         (run.run_dir / SUMMARY_FILE).write_text(json.dumps({"objective": "rlaif", "error": "no labelled pairs", "labelling": stats}, indent=2))
         raise TuneforgeError(
