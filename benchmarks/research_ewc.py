@@ -40,12 +40,38 @@ def write_tasks(out: Path) -> tuple[Path, Path, Path]:
     return a, b, b_test
 
 
+def plot_forgetting(rows: list[dict], out_png: Path) -> Path:
+    """Forgetting of A and loss on B per arm (lambda arms in order of strength, then replay): the trade-off in one figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    names = [f"{r['arm']}\n(lambda {r['lambda']})" if "replay" not in r["arm"] else r["arm"] for r in rows]
+    x = range(len(rows))
+    axes.plot(x, [r["forgetting"] for r in rows], "o-", label="forgetting on A (A loss after B - after A)")
+    axes.plot(x, [r["B loss"] for r in rows], "s--", label="loss on held-out B")
+    axes.axhline(0, color="grey", linewidth=0.8)
+    axes.set_xticks(list(x), names, fontsize=8)
+    axes.set_ylabel("loss")
+    axes.grid(True, alpha=0.3)
+    figure.legend(loc="outside upper center", ncols=2, frameon=False, fontsize=8)
+    figure.savefig(out_png, format="png")
+    return out_png
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--plot-only", action="store_true", help="redraw research_ewc.png from research_ewc.json, no training")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--out", default="runs/research-ewc")
     parser.add_argument("--c", type=float, nargs="+", default=[0.01, 1.0], help="lambda = c / mean Fisher")
     args = parser.parse_args()
+    results = ROOT / "benchmarks" / "results"
+    if args.plot_only:
+        print(plot_forgetting(json.loads((results / "research_ewc.json").read_text())["rows"], results / "research_ewc.png"))
+        return
     out = Path(args.out)
     task_a, task_b, b_test = write_tasks(out)
     run_a = train(load_recipe(base=base_recipe(
@@ -72,6 +98,7 @@ def main() -> None:
         })  # fmt: skip
         print(rows[-1], flush=True)
     print(write_result("research_ewc", rows, {"steps": args.steps, "fisher_mean": mean_f}))
+    print(plot_forgetting(rows, results / "research_ewc.png"))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Direction experiment: S3FT vs SFT on the arithmetic set, and the drop on the general probe.
 
-Both arms train the same LoRA on SmolLM2-135M-Instruct over the first --train rows of
+Every arm trains the same LoRA on SmolLM2-135M-Instruct over the first --train rows of
 examples/grpo/train.jsonl (prompt -> worked solution) for the same steps. S3FT maps each row's target
-first (the base model's own answer when its number after '####' is right, else its accepted
-restatement of the solution, else the solution; ``accept: numeric``). Measured, greedy:
+first (the base model's own answer when accepted, else its accepted restatement of the solution, else
+the solution), once with ``accept: numeric`` (the last number matches) and once with ``accept: marker``
+(the number after '####' matches, so the accepted text keeps the task's format). Measured, greedy:
 
 - task accuracy: the right number after '####' on the first --eval rows of examples/grpo/test.jsonl;
 - general probe: the bundled forgetting probe (evaluate/resources/forgetting), before and after.
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=50)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default="runs/research-s3ft")
+    parser.add_argument("--arms", nargs="+", default=["sft", "s3ft:numeric", "s3ft:marker"], help="sft, or s3ft:<accept rule>")
     args = parser.parse_args()
     out, tokenizer = Path(args.out), load_tokenizer(MODEL)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,10 +52,11 @@ def main() -> None:
     base = load_model(MODEL)
     results = [{"arm": "base (untrained)", "task accuracy": accuracy(base, tokenizer, test), "general probe": probe_score(base, tokenizer), "shares": "-"}]
     print(results[-1], flush=True)
-    for arm in ("sft", "s3ft"):
+    for arm in args.arms:
+        kind, _, rule = arm.partition(":")
         recipe = base_recipe(
-            out / arm, data={"train": str(data), "format": "alpaca", "max_length": 384, "val_fraction": 0.0},
-            objective={"type": arm, **({"s3ft": {"accept": "numeric", "max_new_tokens": 64}} if arm == "s3ft" else {})},
+            out / arm.replace(":", "-"), data={"train": str(data), "format": "alpaca", "max_length": 384, "val_fraction": 0.0},
+            objective={"type": kind, **({"s3ft": {"accept": rule or "numeric", "max_new_tokens": 64}} if kind == "s3ft" else {})},
             training={"max_steps": args.steps},
         )  # fmt: skip
         started = time.perf_counter()
