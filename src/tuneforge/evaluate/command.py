@@ -53,9 +53,11 @@ def eval_options(base: EvalSection, flags: dict[str, Any]) -> EvalSection:
 def _merged(base: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in flags.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        elif value is not None and not (isinstance(value, dict) and not any(v is not None for v in value.values())):
+        if isinstance(value, dict):
+            given = {k: v for k, v in value.items() if v is not None}
+            if given:
+                out[key] = _merged(out[key], given) if isinstance(out.get(key), dict) else given
+        elif value is not None:
             out[key] = value
     return out
 

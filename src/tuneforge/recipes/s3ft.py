@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
-import torch
 from rich.console import Console
 from transformers import TrainerCallback
 
