@@ -60,7 +60,7 @@ def train_sft(
     callbacks: Sequence[TrainerCallback] = (),
     map_data: MapData | None = None,
 ) -> TrainResult:
-    """Run an sft, pretrain or cft recipe; ``callbacks`` are added to the run's own.
+    """Run an sft, pretrain or cft recipe (s3ft through ``map_data``); ``callbacks`` are added to the run's own.
 
     ``map_data`` rewrites the training rows with the base model before any example is built (s3ft
     picks each row's target from the model's own answers, recipes/s3ft.py); the rest of the run,
