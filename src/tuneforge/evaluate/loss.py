@@ -33,7 +33,8 @@ def evaluate_loss(
     # Virtual-token methods live in the peft model's own forward; the decoder-only fast path would skip them.
     fast = supports_trained_positions_loss(plain) and not is_prompt_learning(model)
     try:
-        feats = to_features(examples)
+        # Length-sorted batches pad little; the loss is a token-weighted sum, so order does not change it.
+        feats = sorted(to_features(examples), key=lambda f: len(f["input_ids"]))
         for start in range(0, len(feats), batch_size):
             batch = {k: v.to(device) for k, v in collate(feats[start : start + batch_size]).items()}
             labels = batch.pop("labels")

@@ -32,6 +32,7 @@ from tuneforge.evaluate.choice import choice_accuracy, choice_predictions
 from tuneforge.evaluate.generate import BatchTiming, generate_batch
 from tuneforge.evaluate.lm_eval_run import run_lm_eval
 from tuneforge.evaluate.loss import evaluate_loss
+from tuneforge.evaluate.merged import merged_for_inference
 from tuneforge.evaluate.metrics import check_metrics, classify, compute_metrics
 from tuneforge.evaluate.probes import GenerateFn, probe_flags, run_model_probes, run_pairwise
 from tuneforge.evaluate.report import write_report
@@ -182,9 +183,25 @@ def evaluate_model(
     settings: EvalSettings,
     console: Console | None = None,
 ) -> ModelEval:
-    """Loss/perplexity on the reference answers, greedy generation scored by the chosen metrics, then the rest."""
+    """Loss/perplexity on the reference answers, greedy generation scored by the chosen metrics, then the rest.
+
+    A LoRA adapter evaluated in fp32 is merged into (copies of) the base weights for the whole
+    evaluation and the model is restored exactly afterwards (:mod:`tuneforge.evaluate.merged`).
+    """
     console = console or Console(stderr=True)
     check_metrics(settings.metrics, settings.options)  # a typo or a broken user metric fails before any compute
+    was_training = model.training
+    model.eval()
+    try:
+        with merged_for_inference(model, settings.autocast_dtype) as merged:
+            if merged:
+                console.print(f"  [{name}] adapter merged into the weights for inference (fp32; restored afterwards)", highlight=False)
+            return _evaluate(name, model, tokenizer, records, settings, console)
+    finally:
+        model.train(was_training)
+
+
+def _evaluate(name: str, model, tokenizer: PreTrainedTokenizerBase, records: Sequence[ChatRecord], settings: EvalSettings, console: Console) -> ModelEval:
     t0 = time.perf_counter()
     examples, _ = prepare_chat(records, tokenizer, settings.max_length, "truncate")
     scores = evaluate_loss(model, examples, tokenizer.pad_token_id, batch_size=max(1, settings.batch_size // 2), autocast_dtype=settings.autocast_dtype)
