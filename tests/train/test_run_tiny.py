@@ -118,9 +118,10 @@ def test_eval_chat_export_on_a_run(tmp_path, tiny_model_dir, capsys):
     from tuneforge.targets import load_run
     from tuneforge.serve.session import chat_loop
 
-    result = train(recipe_for(tmp_path, tiny_model_dir, "training.max_steps=2", "eval.data=null", "training.learning_rate=0.05"))
+    result = train(recipe_for(tmp_path, tiny_model_dir, "training.max_steps=2", "eval.data=null", "training.learning_rate=0.05", "eval.batch_size=3"))
     res = evaluate_target(str(result.run_dir), tmp_path / "test.jsonl", with_base=True, max_new_tokens=6)
     assert set(res["models"]) == {"base", "tuned"} and res["n_examples"] == 4
+    assert len(set(res["latencies"]["tuned"])) == 2  # the run's eval.batch_size (3) batched the 4 prompts, not the flag's old default 16
     assert (result.run_dir / "eval" / "report.html").is_file()
 
     chat_loop(str(result.run_dir), prompt="Repeat the word\n\nalpha", max_new_tokens=5)

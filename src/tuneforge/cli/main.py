@@ -12,6 +12,7 @@ a ``lazy:`` comment that points here.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,10 @@ from tuneforge.cli import sweep as _sweep_cli
 from tuneforge.cli import ui as _ui_cli
 from tuneforge.cli.errors import err, user_errors
 from tuneforge.errors import TuneforgeError
+
+# peft 0.21's get_peft_model reads transformers 5's deprecated `is_gradient_checkpointing` alias and
+# every LoRA run printed that FutureWarning: it is not ours to fix and says nothing to a user.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 app = typer.Typer(
     name="tuneforge",
@@ -116,7 +121,7 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/eval, or eval-<model> for a model).")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Generation length limit.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+    batch_size: Annotated[int | None, typer.Option(help="Generation batch size (default: the run's eval.batch_size, else 16).")] = None,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     adapter: Annotated[str | None, typer.Option(help="Adapter bundle: the adapter to evaluate (default: the bundle's default).")] = None,
     weights: Annotated[str | None, typer.Option(help="Adapter bundle: evaluate a weighted LoRA mix, e.g. a=0.7,b=0.3.")] = None,

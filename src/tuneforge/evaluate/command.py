@@ -80,7 +80,7 @@ def evaluate_target(
     out: Path | None = None,
     limit: int | None = None,
     max_new_tokens: int | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     precision: str = "auto",
     adapter: str | None = None,
     weights: dict[str, float] | None = None,
