@@ -29,7 +29,10 @@ class LoraOptions(_Options):
         description="LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rsLoRA).",
     )
     dropout: float = Field(
-        0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input."
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout on the LoRA input. On CPU its masks cost ~10% of a LoRA step on all linear layers (docs/SPEED.md); 0 skips them.",
     )
     target_modules: TargetModules = Field("all-linear", description=_TARGET_HELP)
     modules_to_save: list[str] = Field(
