@@ -124,14 +124,14 @@ def configs(model, tok, ns, tmp: Path) -> dict[str, Callable[[list[str], int, in
     """Name -> runner; the first is the baseline."""
     rows: dict[str, Callable] = {
         "plain model.generate": lambda t, b, m: plain_generate(model, tok, t, b, m),
-        "tuneforge default (own loop, finished rows dropped, length-sorted)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan()),
+        "tuneforge default (own loop, finished rows dropped, length-sorted; a batch of one: generate)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan()),
         "lever: no length sorting": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(sort_by_length=False)),
         "lever: model.generate, length-sorted (no row dropping)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(loop="hf")),
         "lever: model.generate + static KV cache": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(loop="hf", cache="static")),
     }
     if ns.compile:
         compiled = torch.compile(model, dynamic=True)
-        rows["lever: own loop, torch.compile'd forward"] = lambda t, b, m: tuneforge(compiled, tok, t, b, m, GenerationPlan())
+        rows["lever: default plan, torch.compile'd forward"] = lambda t, b, m: tuneforge(compiled, tok, t, b, m, GenerationPlan())
     if cpu_bf16_flags():
         bf16 = __import__("copy").deepcopy(model).to(torch.bfloat16)
         rows["lever: bf16 weights"] = lambda t, b, m: tuneforge(bf16, tok, t, b, m, GenerationPlan())

@@ -97,6 +97,23 @@ def test_generate_batch_plans_agree_and_time_batches(model, tok) -> None:
     assert all(0 < t.new_tokens <= t.n_prompts * 8 for t in timings)
 
 
+def test_a_batch_of_one_goes_to_generate_and_larger_ones_to_the_row_loop(model, tok, monkeypatch) -> None:
+    calls: list[int] = []
+    real = model.generate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", counting)  # this test's own spy on the instance
+    timings: list[BatchTiming] = []
+    one = generate_batch(model, tok, PROMPTS[:3], max_new_tokens=6, batch_size=1, timings=timings)
+    assert calls == [1, 1, 1] and all(0 < t.first_token_s <= t.total_s for t in timings)
+    calls.clear()
+    many = generate_batch(model, tok, PROMPTS[:3], max_new_tokens=6, batch_size=3)
+    assert calls == [] and one == many
+
+
 def test_prompt_learning_adapters_fall_back_to_generate(model, tok) -> None:
     from peft import PromptTuningConfig, get_peft_model
 
