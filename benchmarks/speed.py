@@ -5,6 +5,9 @@ peak RSS is that configuration's alone:
 
   (a) trl         TRL SFTTrainer + PEFT LoRA, SFTConfig defaults
   (b) trl-packed  the same with ``packing=True`` (TRL's best-fit packing, padding-free rows)
+  (t) trl-best    TRL configured for this machine: no gradient checkpointing, and bf16 autocast only
+                  where the CPU has native bf16 (fp32 elsewhere: emulated bf16 matmuls ran at 0.27
+                  GFLOP/s against 113 fp32 on an AVX2-only EPYC, so TRL's bf16 default is unusable there)
   (c) tuneforge   tuneforge's training path with its recipe defaults
   (d) tuneforge-compiled  the same with ``training.compile: true`` (what ``auto`` picks for runs of
                   >= 100k tokens; this short job is below that, so (c) runs uncompiled)
@@ -18,11 +21,14 @@ tool's own default (TRL: bf16 autocast, gradient checkpointing, linear decay, no
 Reported per configuration: train tokens/s (non-padding input tokens, steps 2..N, i.e. without the
 first step's warm-up, whose time, compile included, has its own column), peak RSS of the worker process during training (the benchmark's own held-out
 evaluations excluded, see TrainingPeak), held-out loss at the same number of tokens
-seen (see below), MFU against a bf16 matmul peak measured in the same run, and the ratios c/a, c/b.
+seen (see below), MFU against the fastest matmul peak of this CPU (bf16 where native, else fp32)
+measured in the same run, and the ratios of each tuneforge configuration to each TRL one, and to the
+fastest TRL configuration of the run.
 
-Loss at equal tokens: (a) runs first; its final count of non-padding tokens T becomes the budget.
-Every configuration computes the same held-out loss (tuneforge's assistant-only loss on the first
-48 examples of examples/quickstart/test.jsonl, bf16 autocast, full logits) at the first step where
+Loss at equal tokens: the first configuration runs first; its final count of non-padding tokens T
+becomes the budget. Every configuration computes the same held-out loss (tuneforge's assistant-only
+loss on the first 48 examples of examples/quickstart/test.jsonl, full logits, under the precision
+``precision: auto`` picks on this CPU) at the first step where
 its tokens seen reach T, and that is the "loss @T" column. Evaluation time is excluded from timing.
 
 MFU counts the job's model FLOPs per non-padding token: 2*N forward (N = matmul weights incl. the
@@ -30,7 +36,10 @@ head, plus causal attention at the mean example length), x3 for full fine-tuning
 grads + weight grads), x2 for LoRA (the frozen base needs no weight gradients). Work skipped by an
 implementation (e.g. the head on untrained positions) is not counted as done: MFU is of the job.
 
-    python benchmarks/speed.py [--steps 30] [--full-steps 10] [--jobs lora,full] [--md runs/bench-speed/speed.md]
+    python benchmarks/speed.py [--steps 30] [--full-steps 10] [--jobs lora,full] [--configs trl-best,tuneforge] [--md runs/bench-speed/speed.md]
+
+On a CPU without native bf16, leave (a) and (b) out (``--configs trl-best,tuneforge,tuneforge-compiled``):
+their bf16 default would take hours there.
 """
 
 from __future__ import annotations
@@ -49,14 +58,16 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "examples/quickstart/train.jsonl"
 HELDOUT = REPO / "examples/quickstart/test.jsonl"
 MODEL = "smollm2-135m-instruct"
-CONFIGS = ("trl", "trl-packed", "tuneforge", "tuneforge-compiled")
+CONFIGS = ("trl", "trl-packed", "trl-best", "tuneforge", "tuneforge-compiled")
+TRL_CONFIGS = ("trl", "trl-packed", "trl-best")
 LABELS = {
     "trl": "(a) TRL defaults",
     "trl-packed": "(b) TRL packing",
+    "trl-best": "(t) TRL tuned for this CPU",
     "tuneforge": "(c) tuneforge defaults",
     "tuneforge-compiled": "(d) tuneforge, compile: true",
 }
-LETTERS = {"trl": "a", "trl-packed": "b", "tuneforge": "c", "tuneforge-compiled": "d"}
+LETTERS = {"trl": "a", "trl-packed": "b", "trl-best": "t", "tuneforge": "c", "tuneforge-compiled": "d"}
 LORA = {
     "r": 8,
     "alpha": 16,
@@ -109,7 +120,11 @@ def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 4.0) -> float:
     """Best sustained TFLOP/s of an n x n x n matmul in ``dtype_name`` over a few seconds."""
     import torch
 
+    from tuneforge.models.precision import cpu_bf16_flags
+
     dtype = getattr(torch, dtype_name)
+    if dtype == torch.bfloat16 and not cpu_bf16_flags():
+        n = 512  # emulated bf16 (~0.3 GFLOP/s): a 2048^3 matmul would take a minute
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
@@ -178,8 +193,12 @@ class HeldOut:
         total, count = 0.0, 0
         from tuneforge.train.speed_plan import uncompiled
 
+        from tuneforge.evaluate.generate import autocast_context
+        from tuneforge.models.precision import choose_precision
+
         # uncompiled: blocks compiled for training (training.compile) run eagerly here, as in tuneforge's own eval
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), uncompiled():
+        dtype = choose_precision("auto", "cpu").autocast_dtype  # bf16 where native, else fp32
+        with torch.no_grad(), autocast_context(dtype), uncompiled():
             for b in self.batches:
                 logits = model(
                     input_ids=b["input_ids"],
@@ -267,8 +286,9 @@ class CountingCollator:
 
 
 def run_trl(
-    job: str, packed: bool, steps: int, budget: int | None, out_dir: Path
+    job: str, packed: bool, steps: int, budget: int | None, out_dir: Path, tuned: bool = False
 ) -> dict:
+    """TRL's SFTTrainer on the job; ``tuned``: no gradient checkpointing, bf16 only where native."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -276,6 +296,7 @@ def run_trl(
 
     from tuneforge.data.formats import load_records
     from tuneforge.models.load import load_model, load_tokenizer
+    from tuneforge.models.precision import choose_precision
 
     tokenizer = load_tokenizer(MODEL)
     model = load_model(MODEL, dtype=torch.float32)
@@ -298,6 +319,7 @@ def run_trl(
         use_cpu=True,
         packing=packed,
         disable_tqdm=True,
+        **({"gradient_checkpointing": False, "bf16": choose_precision("auto", "cpu").name == "bf16"} if tuned else {}),
     )
     peft_config = None
     if job == "lora":
@@ -500,6 +522,7 @@ def worker(ns) -> None:
             ns.steps,
             ns.budget,
             out.parent / f"{ns.job}-{ns.worker}",
+            tuned=ns.worker == "trl-best",
         )
     out.write_text(json.dumps(res, indent=2))
 
@@ -596,7 +619,7 @@ def main() -> None:
         sections.append(render(job, steps, results, peak, budget))
     header = (
         f"# Training speed: {platform.node()} ({cpu_name()}, {os.cpu_count()} CPUs)\n\n"
-        f"Command: `python benchmarks/speed.py --steps {ns.steps} --full-steps {ns.full_steps} --jobs {ns.jobs}`; "
+        f"Command: `python benchmarks/speed.py --steps {ns.steps} --full-steps {ns.full_steps} --jobs {ns.jobs} --configs {ns.configs}`; "
         f"measured bf16 matmul peak {peak['bf16']:.3f} TFLOP/s (fp32 {peak['fp32']:.3f}), torch threads {peak['threads']}.\n"
     )
     text = header + "\n" + "\n".join(sections)
@@ -630,6 +653,7 @@ def render(
     for k, v in mc.items():
         setattr(cfg, k, v)
     mean_len = 129.8  # mean tokens per quickstart example (tuneforge tokenisation)
+    peak_name = "bf16" if peak["bf16"] >= peak["fp32"] else "fp32"  # the ceiling: the faster matmul on this CPU
     flops = model_flops_per_token(cfg, mean_len, full=job == "full")
     lines = [
         f"## {job}: {steps} steps, batch {JOB['batch_size']}, max length {JOB['max_length']}, lr {LR[job]}"
@@ -640,15 +664,15 @@ def render(
         ),
         "",
         (
-            f"Loss @T: held-out loss after T = {budget} non-padding tokens seen (the tokens (a) saw in {steps} steps); "
+            f"Loss @T: held-out loss after T = {budget} non-padding tokens seen (the tokens {LABELS[next(iter(results))][:3]} saw in {steps} steps); "
             f"model FLOPs/token {flops / 1e9:.3f} G."
         ),
         "",
-        "| config | settings | train tok/s | peak RSS MB | loss @T (tokens) | final held-out loss | MFU (bf16 peak) | first step s |",
+        f"| config | settings | train tok/s | peak RSS MB | loss @T (tokens) | final held-out loss | MFU ({peak_name} peak) | first step s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for cfg_name, r in results.items():
-        mfu = r["tokens_per_s"] * flops / (peak["bf16"] * 1e12)
+        mfu = r["tokens_per_s"] * flops / (peak[peak_name] * 1e12)
         settings = ", ".join(
             f"{k}={v}" for k, v in r["settings"].items() if v is not None
         )
@@ -660,13 +684,16 @@ def render(
         lines.append(
             f"| {LABELS[cfg_name]} | {settings} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {at} | {r['final_heldout_loss']:.4f} | {100 * mfu:.1f}% | {r['first_step_s']:.1f} |"
         )
+    trl = [ref for ref in TRL_CONFIGS if ref in results]
+    fastest = max(trl, key=lambda ref: results[ref]["tokens_per_s"]) if trl else None
     for ours in ("tuneforge", "tuneforge-compiled"):
-        for ref in ("trl", "trl-packed"):
-            if ours in results and ref in results:
+        for ref in trl:
+            if ours in results:
                 c, r = results[ours], results[ref]
+                best = " (the fastest TRL configuration here)" if ref == fastest and len(trl) > 1 else ""
                 lines.append("")
                 lines.append(
-                    f"{LETTERS[ours]}/{LETTERS[ref]}: tokens/s {c['tokens_per_s'] / r['tokens_per_s']:.2f}x, "
+                    f"{LETTERS[ours]}/{LETTERS[ref]}{best}: tokens/s {c['tokens_per_s'] / r['tokens_per_s']:.2f}x, "
                     f"peak RSS {c['peak_rss_mb'] / r['peak_rss_mb']:.2f}x"
                 )
     return "\n".join(lines) + "\n"
