@@ -156,6 +156,18 @@ class RowBatch:
         self.positions = self.positions + 1
         return logits
 
+    def lookahead(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits at every position of ``ids`` fed after each row's prompt (right-padded, ``mask`` 0 on
+        padding), leaving the batch as it was: the forward extends a new cache object over the same
+        per-layer tensors, and ``DynamicCache`` appends by concatenation, so this batch's cache is untouched."""
+        cache = DynamicCache([(k, v) for k, v, *_ in self.cache])
+        positions = self.positions.view(-1, 1) + torch.arange(ids.shape[1], device=ids.device).view(1, -1)
+        out = self.model(
+            input_ids=ids, attention_mask=torch.cat([self.mask, mask], dim=1), position_ids=positions, use_cache=True, logits_to_keep=0,
+            **{self._cache_arg: cache},
+        )  # fmt: skip
+        return out.logits
+
     def keep(self, indices: Sequence[int]) -> None:
         """Keep only the rows ``indices`` (in that order), then drop padding columns no row needs."""
         if list(indices) == list(range(len(self))):
@@ -196,10 +208,19 @@ def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def greedy_rows(
-    model: Any, rows: Sequence[Sequence[int]], *, max_new_tokens: int, eos_id: int | None, pad_id: int, clock: list[float] | None = None
+    model: Any,
+    rows: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    eos_id: int | None,
+    pad_id: int,
+    clock: list[float] | None = None,
+    on_prefill: Callable[[RowBatch, torch.Tensor], None] | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of ``rows`` (prompt ids), each up to and including its EOS or ``max_new_tokens``;
-    a row leaves the batch the step it ends. ``clock``, when given, receives the first token's time."""
+    a row leaves the batch the step it ends. ``clock``, when given, receives the first token's time.
+    ``on_prefill`` is called once with the prefilled batch and its next-token logits, after the first
+    token is chosen and before decoding goes on (the held-out loss reuses the prompts' cache there)."""
     batch, logits = RowBatch.start(model, rows, pad_id)
     out: list[list[int]] = [[] for _ in rows]
     live = list(range(len(rows)))  # original row of each batch row
@@ -207,6 +228,8 @@ def greedy_rows(
         tokens = logits.argmax(dim=-1)
         if step == 0 and clock is not None:
             clock.append(time.perf_counter())
+        if step == 0 and on_prefill is not None:
+            on_prefill(batch, logits)
         keep: list[int] = []
         for pos, (row, token) in enumerate(zip(live, tokens.tolist())):
             out[row].append(int(token))
@@ -265,11 +288,16 @@ def generate_batch(
     on_batch: Callable[[int], None] | None = None,
     timings: list[BatchTiming] | None = None,
     plan: GenerationPlan | None = None,
+    on_prefill: Callable[[Sequence[int], RowBatch, torch.Tensor], None] | None = None,
 ) -> list[str]:
     """Greedy completions of already-templated prompts (special tokens stripped, stops at EOS).
 
     ``timings``, when given, receives one :class:`BatchTiming` per batch, in generation order.
-    ``plan`` chooses the decoding levers (default :data:`DEFAULT_PLAN`).
+    ``plan`` chooses the decoding levers (default :data:`DEFAULT_PLAN`). ``on_prefill`` is called once
+    for each batch the row loop decodes, with the batch's prompt indices (into ``prompts``), the
+    prefilled :class:`RowBatch` and its next-token logits; its time is left out of the batch's
+    timing, so latency and throughput stay those of generation. Batches decoded by ``generate`` (a
+    batch of one, unsupported models) get no call.
     """
     plan = plan or DEFAULT_PLAN
     device = next(model.parameters()).device
@@ -283,14 +311,23 @@ def generate_batch(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = [rows[i] for i in idx]
-            clock, first = _FirstTokenClock(), []
+            clock, first, hook_s = _FirstTokenClock(), [], [0.0]
+
+            def prefilled(rows_batch: RowBatch, logits: torch.Tensor, idx=idx, hook_s=hook_s) -> None:
+                h0 = time.perf_counter()
+                on_prefill(idx, rows_batch, logits)
+                hook_s[0] += time.perf_counter() - h0
+
             t0 = time.perf_counter()
             with autocast_context(autocast_dtype, device.type):
                 if use_rows and len(batch) > 1:
-                    new = greedy_rows(model, batch, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=_pad_id(tokenizer), clock=first)
+                    new = greedy_rows(
+                        model, batch, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=_pad_id(tokenizer), clock=first,
+                        on_prefill=prefilled if on_prefill is not None else None,
+                    )  # fmt: skip
                 else:
                     new = _hf_generate(model, tokenizer, batch, max_new_tokens, plan, clock)
-            t1 = time.perf_counter()
+            t1 = time.perf_counter() - hook_s[0]  # the hook runs after the first token: TTFT is unaffected
             if timings is not None:
                 first_at = first[0] if first else (clock.first or t1)
                 timings.append(BatchTiming(len(idx), sum(len(r) for r in batch), sum(len(n) for n in new), first_at - t0, t1 - t0))

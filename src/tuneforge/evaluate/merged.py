@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 # Adapter types whose peft layers merge into a plain weight (LoRA and its variants: DoRA, rsLoRA,
 # PiSSA, OLoRA, LoRA+ are all peft LORA adapters). Others keep their unmerged forward.
@@ -38,8 +39,6 @@ MERGEABLE_PEFT_TYPES = frozenset({"LORA"})
 
 
 def _tuner_layers(model: Any) -> list[Any]:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
     return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
 

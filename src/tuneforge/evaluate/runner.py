@@ -33,6 +33,7 @@ from tuneforge.evaluate.generate import BatchTiming, generate_batch
 from tuneforge.evaluate.lm_eval_run import run_lm_eval
 from tuneforge.evaluate.loss import evaluate_loss
 from tuneforge.evaluate.merged import merged_for_inference
+from tuneforge.evaluate.shared_loss import SharedLoss, combined_loss, remaining_examples, shared_loss_for
 from tuneforge.evaluate.metrics import check_metrics, classify, compute_metrics
 from tuneforge.evaluate.probes import GenerateFn, probe_flags, run_model_probes, run_pairwise
 from tuneforge.evaluate.report import write_report
@@ -113,13 +114,14 @@ def _peak_memory_mb(model) -> float:
     return peak_rss_mb()
 
 
-def _generate(name: str, model, tokenizer, records: Sequence[ChatRecord], settings: EvalSettings, console: Console) -> tuple[list[str], list[BatchTiming]]:
-    prompts = [render_prompt(tokenizer, r.as_dicts()) for r in records]
+def _generate(
+    name: str, model, tokenizer, prompts: Sequence[str], settings: EvalSettings, console: Console, on_prefill: SharedLoss | None = None
+) -> tuple[list[str], list[BatchTiming]]:
     done = [0]
 
     def on_batch(n: int) -> None:
         done[0] += n
-        console.print(f"  [{name}] generated {done[0]}/{len(prompts)}", highlight=False)
+        console.print(f"  [{name}] generated {done[0]}/{len(prompts)}", highlight=False, markup=False)
 
     device = next(model.parameters()).device
     if device.type == "cuda":
@@ -127,7 +129,7 @@ def _generate(name: str, model, tokenizer, records: Sequence[ChatRecord], settin
     timings: list[BatchTiming] = []
     predictions = generate_batch(
         model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-        autocast_dtype=settings.autocast_dtype, on_batch=on_batch, timings=timings,
+        autocast_dtype=settings.autocast_dtype, on_batch=on_batch, timings=timings, on_prefill=on_prefill,
     )  # fmt: skip
     return predictions, timings
 
@@ -170,7 +172,7 @@ def _model_sections(name: str, model, tokenizer, records: Sequence[ChatRecord], 
         )  # fmt: skip
         sections.update(found)
     if options.lm_eval:
-        console.print(f"  [{name}] lm-eval: {', '.join(options.lm_eval)}", highlight=False)
+        console.print(f"  [{name}] lm-eval: {', '.join(options.lm_eval)}", highlight=False, markup=False)
         sections["lm_eval"] = run_lm_eval(model, tokenizer, options.lm_eval, limit=options.lm_eval_limit, batch_size=settings.batch_size)
     return sections
 
@@ -195,7 +197,7 @@ def evaluate_model(
     try:
         with merged_for_inference(model, settings.autocast_dtype) as merged:
             if merged:
-                console.print(f"  [{name}] adapter merged into the weights for inference (fp32; restored afterwards)", highlight=False)
+                console.print(f"  [{name}] adapter merged into the weights for inference (fp32; restored afterwards)", highlight=False, markup=False)
             return _evaluate(name, model, tokenizer, records, settings, console)
     finally:
         model.train(was_training)
@@ -204,10 +206,18 @@ def evaluate_model(
 def _evaluate(name: str, model, tokenizer: PreTrainedTokenizerBase, records: Sequence[ChatRecord], settings: EvalSettings, console: Console) -> ModelEval:
     t0 = time.perf_counter()
     examples, _ = prepare_chat(records, tokenizer, settings.max_length, "truncate")
-    scores = evaluate_loss(model, examples, tokenizer.pad_token_id, batch_size=max(1, settings.batch_size // 2), autocast_dtype=settings.autocast_dtype)
-    t1 = time.perf_counter()
-    predictions, batch_timings = _generate(name, model, tokenizer, records, settings, console)
+    prompts = [render_prompt(tokenizer, r.as_dicts()) for r in records]
+    sources = [r.source for r in records]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+    shared = shared_loss_for(examples, sources, prompt_ids, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    predictions, batch_timings = _generate(name, model, tokenizer, prompts, settings, console, on_prefill=shared)
     peak = _peak_memory_mb(model)
+    t1 = time.perf_counter()
+    rest = evaluate_loss(
+        model, remaining_examples(examples, sources, shared), tokenizer.pad_token_id, batch_size=max(1, settings.batch_size // 2),
+        autocast_dtype=settings.autocast_dtype,
+    )  # fmt: skip
+    scores = combined_loss(shared, rest)
     t2 = time.perf_counter()
     picks = None
     if "choice" in settings.metrics:
@@ -226,7 +236,13 @@ def _evaluate(name: str, model, tokenizer: PreTrainedTokenizerBase, records: Seq
         sections["per_category"] = breakdown
     t3 = time.perf_counter()
     sections.update(_model_sections(name, model, tokenizer, records, settings, predictions, console))
-    timings = {"loss_s": round(t1 - t0, 2), "generate_s": round(t2 - t1, 2), "score_s": round(t3 - t2, 2), "probes_s": round(time.perf_counter() - t3, 2)}
+    timings = {
+        "loss_s": round(t2 - t1 + shared.seconds, 2),  # the examples scored on their own + those scored from the generation's prefill
+        "generate_s": round(t1 - t0 - shared.seconds, 2),
+        "score_s": round(t3 - t2, 2),
+        "probes_s": round(time.perf_counter() - t3, 2),
+        "loss_examples_from_prefill": len(shared.scored),
+    }
     return ModelEval(name, scores, predictions, timings, sections)
 
 
