@@ -38,7 +38,7 @@ def _safety(name: str, generate: GenerateFn, options: EvalSection, out_dir: Path
     opts = options.safety
     items = load_redteam(opts.path)
     detector = RefusalDetector(opts.refusal_patterns)
-    console.print(f"  [{name}] safety: {len(items)} red-team prompts", highlight=False)
+    console.print(f"  [{name}] safety: {len(items)} red-team prompts", highlight=False, markup=False)
     outputs = generate([it.as_messages() for it in items], opts.max_new_tokens)
     section, rows = score_safety(items, outputs, detector)
     write_jsonl(out_dir / f"safety-{name}.jsonl", rows)
@@ -48,7 +48,7 @@ def _safety(name: str, generate: GenerateFn, options: EvalSection, out_dir: Path
 def _forgetting(name: str, generate: GenerateFn, options: EvalSection, out_dir: Path, console: Any) -> dict:
     opts = options.forgetting
     items = load_probe(opts.path)
-    console.print(f"  [{name}] forgetting probe: {len(items)} items", highlight=False)
+    console.print(f"  [{name}] forgetting probe: {len(items)} items", highlight=False, markup=False)
     outputs = generate([[{"role": "user", "content": it.prompt}] for it in items], opts.max_new_tokens)
     section, rows = score_forgetting(items, outputs)
     write_jsonl(out_dir / f"forgetting-{name}.jsonl", rows)
@@ -77,11 +77,11 @@ def _judge_rubric(
     opts = options.judge
     if prompts is None or outputs is None:
         if options.data is None:
-            console.print(f"  [{name}] judge: no answers to score (set eval.data); rubric judging skipped", highlight=False)
+            console.print(f"  [{name}] judge: no answers to score (set eval.data); rubric judging skipped", highlight=False, markup=False)
             return None
         prompts, outputs = _answers_from_data(generate, options, opts.limit)
     prompts, outputs = list(prompts)[: opts.limit or None], list(outputs)[: opts.limit or None]
-    console.print(f"  [{name}] judge: {len(outputs)} answers x {len(opts.rubrics)} rubrics", highlight=False)
+    console.print(f"  [{name}] judge: {len(outputs)} answers x {len(opts.rubrics)} rubrics", highlight=False, markup=False)
     records = score_rubrics(backend or backend_for(opts.client), prompts, outputs, opts.rubrics)
     write_jsonl(out_dir / f"judge-rubric-{name}.jsonl", records)
     return summarise_rubrics(records, list(opts.rubrics))
