@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from tuneforge.models.builtin import ensure_builtin, locate_gguf
 
@@ -27,6 +28,7 @@ class ConvertedBuiltin:
     cache_root: Path
     model_dir: Path
     seconds: float
+    rng_unchanged: bool  # the global torch RNG drew nothing (a run's seed must not depend on a first fetch)
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +44,10 @@ def converted_builtin(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Pa
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TUNEFORGE_CACHE", str(cache_root))
         patch.setenv("TUNEFORGE_SMOLLM2_GGUF", str(smollm2_gguf))
+        rng = torch.get_rng_state()
         started = time.perf_counter()
         model_dir = ensure_builtin(BUILTIN)
         seconds = time.perf_counter() - started
-    yield ConvertedBuiltin(cache_root=cache_root, model_dir=model_dir, seconds=seconds)
+        rng_unchanged = torch.equal(rng, torch.get_rng_state())
+    yield ConvertedBuiltin(cache_root=cache_root, model_dir=model_dir, seconds=seconds, rng_unchanged=rng_unchanged)
     shutil.rmtree(cache_root, ignore_errors=True)

@@ -314,6 +314,7 @@ def test_first_call_converts_to_plain_safetensors(converted_builtin: ConvertedBu
     model_dir = converted_builtin.model_dir
     print(f"\nfirst ensure_builtin (conversion): {converted_builtin.seconds:.1f} s")
     assert model_dir == converted_builtin.cache_root / "models" / BUILTIN
+    assert converted_builtin.rng_unchanged, "the conversion drew from the global RNG: a first run would get other initial weights"
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MARKER_FILE):
         assert (model_dir / name).is_file(), name
     config = json.loads((model_dir / "config.json").read_text())

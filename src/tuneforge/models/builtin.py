@@ -215,15 +215,19 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     A GGUF-loaded model keeps a ``quantization_config`` and cannot be saved as is, so its weights
     are copied into a fresh model built from the same config without that entry. Tied embeddings
     stay tied because the fresh model is built with the config's ``tie_word_embeddings``.
+
+    The fresh model's random initialisation runs under a forked RNG: the first run converts inside
+    ``tuneforge train``, after the recipe's seed is set, and drawing from the global generator there
+    gave that run other LoRA initial weights (and other losses) than every later run of the same recipe.
     """
     parent, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(parent, gguf_file=filename)
-    gguf_model = AutoModelForCausalLM.from_pretrained(parent, gguf_file=filename, dtype=torch.float32)
-
-    config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = AutoConfig.for_model(**config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.random.fork_rng(devices=[]):
+        gguf_model = AutoModelForCausalLM.from_pretrained(parent, gguf_file=filename, dtype=torch.float32)
+        config_dict = gguf_model.config.to_dict()
+        config_dict.pop("quantization_config", None)
+        config = AutoConfig.for_model(**config_dict)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(gguf_model.state_dict(), strict=True)
     plain.generation_config = gguf_model.generation_config
     # transformers 5 always writes safetensors (the `safe_serialization` switch is gone).
