@@ -240,6 +240,13 @@ class TrainingSection(Section):
         description="torch.compile the decoder blocks (fuses the work around the matmuls). auto: on CPU, in one process, "
         "when the run trains >= 100k tokens, which repays a cold compile of about a minute (docs/SPEED.md).",
     )
+    share_prefix: Literal["auto", True, False] = Field(
+        "auto",
+        description="Run the leading tokens all rows of a micro-batch share (chat template, fixed instruction) once "
+        "instead of once per row; same loss and gradients. auto: on CPU when the examples share at least 16 leading "
+        "tokens and nothing random (dropout, NEFTune) touches them; true also shares one dropout mask on the prefix "
+        "(docs/SPEED.md).",
+    )
     ewc: EwcOptions = Field(default_factory=EwcOptions, description="EWC penalty toward an earlier task's weights (docs/RESEARCH.md).")
     neftune_alpha: float | None = Field(
         None, gt=0, description="NEFTune: uniform noise of this scale on input embeddings while training (e.g. 5; off by default)."

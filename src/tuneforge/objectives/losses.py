@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tuneforge.data.render import IGNORE_INDEX
 from tuneforge.models.architectures import architecture
 from tuneforge.objectives.chunked_ce import linear_cross_entropy
+from tuneforge.objectives.shared_prefix import can_share, shared_prefix_hidden
 
 
 def causal_lm_loss(
@@ -61,6 +62,7 @@ def trained_positions_loss(
     labels: torch.Tensor,
     num_items_in_batch=None,
     chunk_rows: int | None = None,
+    share_prefix: bool = False,
 ) -> torch.Tensor:
     """The causal LM loss with the output head applied only where a label is trained.
 
@@ -71,9 +73,16 @@ def trained_positions_loss(
     compute and memory. ``model`` is the plain transformers model (peft layers are injected into its
     modules, so they run too). With ``chunk_rows`` (and a bias-free linear head) the head and the
     cross-entropy run fused in chunks (:mod:`tuneforge.objectives.chunked_ce`), so not even the trained
-    positions' logits exist all at once.
+    positions' logits exist all at once. With ``share_prefix`` the rows' common leading tokens run
+    once for the whole micro-batch (:mod:`tuneforge.objectives.shared_prefix`).
     """
-    hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    decoder = model.get_decoder()
+    hidden = None
+    prefix = can_share(decoder, inputs) if share_prefix else 0
+    if prefix:
+        hidden = shared_prefix_hidden(decoder, inputs, prefix)
+    if hidden is None:
+        hidden = decoder(**inputs, use_cache=False).last_hidden_state
     targets = labels[:, 1:].to(hidden.device)
     keep = targets.ne(IGNORE_INDEX)
     head = model.get_output_embeddings()

@@ -42,6 +42,7 @@ from tuneforge.evaluate.runner import (
 from tuneforge.methods import count_parameters, save_method, saved_dir_name
 from tuneforge.models.precision import Precision, choose_precision
 from tuneforge.objectives import build_examples, is_preference
+from tuneforge.objectives.shared_prefix import declared_randomness, examples_prefix_length, randomness_in_forward
 from tuneforge.observe.memory import peak_rss_mb
 from tuneforge.observe.plots import plot_loss
 from tuneforge.runs import (
@@ -254,21 +255,30 @@ def speed_plan_for(run: Run, model, train_ex: Sequence, trainer: Trainer) -> Spe
     """The speed plan of this run's model and trainer (sharded engines keep the model's own kernels)."""
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
-    return planned_speed(run.recipe, run.precision, config, train_ex, sharded=sharded)
+    randomness = randomness_in_forward(model, run.recipe.training.neftune_alpha)
+    return planned_speed(run.recipe, run.precision, config, train_ex, sharded=sharded, randomness=randomness)
 
 
-def planned_speed(recipe: Recipe, precision: Precision, config, train_ex: Sequence, *, sharded: bool = False) -> SpeedPlan:
-    """The run's attention kernel, frozen-weight storage and compilation (train/speed_plan.py).
+def planned_speed(
+    recipe: Recipe, precision: Precision, config, train_ex: Sequence, *, sharded: bool = False, randomness: str | None = None
+) -> SpeedPlan:
+    """The run's attention kernel, frozen-weight storage, compilation and prefix sharing (train/speed_plan.py).
 
     A preference or reward micro-batch holds both sides of each pair (KTO: each row and its KL row),
-    so its batch has twice the rows.
+    so its batch has twice the rows. ``randomness``: what the built model found random in its
+    forward (:func:`randomness_in_forward`); without a model (the dry run) the recipe's and config's
+    dropout rates stand in for it.
     """
     lengths = [longest_row(ex, recipe.data.max_length) for ex in train_ex]
     rows_per_example = 2 if is_preference(recipe.objective.type) else 1
     training = recipe.training.model_copy(update={"batch_size": rows_per_example * recipe.training.batch_size})
+    lm_rows = [ex.input_ids for ex in train_ex if hasattr(ex, "input_ids")]  # one row per example (not pairs)
+    if randomness is None:
+        randomness = declared_randomness(recipe.method, config, recipe.training.neftune_alpha)
     return plan_speed(
         training, recipe.method, precision, config, lengths,
         sharded=sharded, distributed=world_size() > 1, objective=recipe.objective.type,
+        shared_tokens=examples_prefix_length(lm_rows) if len(lm_rows) == len(train_ex) else 0, randomness=randomness,
     )  # fmt: skip
 
 
@@ -276,6 +286,8 @@ def fit(run: Run, trainer: Trainer, plan: SpeedPlan) -> Fitted:
     """Train under the speed plan (printed), from the --resume checkpoint if there is one."""
     run.console.print(f"[bold]speed[/]: {plan.describe()}")
     started = time.perf_counter()
+    if hasattr(trainer, "share_prefix"):  # TuneforgeTrainer's fast loss path
+        trainer.share_prefix = plan.share_prefix
     try:
         with applied(trainer.model, plan):
             output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)

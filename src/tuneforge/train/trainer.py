@@ -5,7 +5,8 @@ Only public hooks are overridden:
 - ``compute_loss``: where the architecture allows it and the model is not wrapped by a distributed
   engine, the loss runs the output head on trained positions only
   (:func:`~tuneforge.objectives.losses.trained_positions_loss`); otherwise the model's full logits go
-  through ``compute_loss_func``. Both normalise by the trained tokens of the whole accumulated batch.
+  through ``compute_loss_func``. With ``share_prefix`` (set from the speed plan) the first path runs
+  the micro-batch's common leading tokens once (:mod:`tuneforge.objectives.shared_prefix`). Both normalise by the trained tokens of the whole accumulated batch.
   Prompt-learning adapters (prefix / prompt tuning, P-Tuning) exist only in the peft model's own
   forward, so for them the loss always goes through it (:func:`prompt_learning_loss`). AdaLoRA's
   orthogonality penalty is added here, because peft adds it only to a loss the model computes itself;
@@ -58,6 +59,7 @@ class TuneforgeTrainer(NonfiniteGuardMixin, Trainer):
     loss_is_scaled_for_ga = True
     args: TuneforgeTrainingArguments
     regularisers: Sequence[Callable[[torch.nn.Module], torch.Tensor]] = ()  # per-step penalties (train/ewc.py)
+    share_prefix: bool = False  # run each micro-batch's shared leading tokens once (the speed plan decides)
 
     def compute_loss(
         self, model, inputs, return_outputs=False, num_items_in_batch=None
@@ -84,6 +86,7 @@ class TuneforgeTrainer(NonfiniteGuardMixin, Trainer):
                         labels,
                         num_items_in_batch,
                         chunk_rows=self.args.head_chunk_rows,
+                        share_prefix=self.share_prefix,
                     )
         if loss is None:
             return self._with_regularisers(
