@@ -124,8 +124,9 @@ def configs(model, tok, ns, tmp: Path) -> dict[str, Callable[[list[str], int, in
     """Name -> runner; the first is the baseline."""
     rows: dict[str, Callable] = {
         "plain model.generate": lambda t, b, m: plain_generate(model, tok, t, b, m),
-        "tuneforge default (own loop, finished rows dropped, length-sorted; a batch of one: generate)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan()),
+        "tuneforge default (own loop, finished rows dropped, length-sorted, shared prefix prefilled once; a batch of one: generate)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan()),
         "lever: no length sorting": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(sort_by_length=False)),
+        "lever: shared prompt prefix not prefilled once": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(share_prefix=False)),
         "lever: model.generate, length-sorted (no row dropping)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(loop="hf")),
         "lever: model.generate + static KV cache": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(loop="hf", cache="static")),
     }

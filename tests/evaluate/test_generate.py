@@ -44,6 +44,33 @@ def test_rows_equal_generate_one_at_a_time_and_in_a_batch(model, tok) -> None:
     assert got == ref
 
 
+SYSTEM = "<|im_start|>system\nYou are a helpful assistant. Answer the question briefly and clearly.<|im_end|>\n"
+SHARED = [SYSTEM + p for p in PROMPTS[:4]]  # a common system prompt, then different questions
+
+
+def test_a_shared_prompt_prefix_is_prefilled_once_and_decodes_like_generate(model, tok) -> None:
+    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in SHARED]
+    prefix = len(tok(SYSTEM, add_special_tokens=False)["input_ids"])
+    assert prefix >= 16, "the test needs a prefix long enough to share"
+    with torch.inference_mode():
+        batch, _ = RowBatch.start(model, rows, 0)
+        plain, _ = RowBatch.start(model, rows, 0, share_prefix=False)
+    width = max(len(r) for r in rows)
+    assert batch.mask[:, :prefix].all() and batch.mask.shape[1] == plain.mask.shape[1] == width
+    assert torch.equal(batch.positions, plain.positions)
+    # the shared rows' cache holds the prefix once per row, the same states a left-padded row computes
+    for (k, v, *_), (pk, pv, *_) in zip(batch.cache, plain.cache):
+        for i, row in enumerate(rows):
+            own = slice(width - len(row), width)
+            shared_cols = torch.cat([torch.arange(prefix), torch.arange(width - len(row) + prefix, width)])
+            assert torch.allclose(k[i, :, shared_cols], pk[i, :, own], atol=1e-5)
+            assert torch.allclose(v[i, :, shared_cols], pv[i, :, own], atol=1e-5)
+    ref = [_plain(model, tok, p, 12) for p in SHARED]
+    assert len({tuple(r) for r in ref}) > 2, "degenerate reference"
+    assert greedy_rows(model, rows, max_new_tokens=12, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id) == ref
+    assert generate_batch(model, tok, SHARED, max_new_tokens=12, batch_size=4) == [tok.decode(r, skip_special_tokens=True).strip() for r in ref]
+
+
 def test_finished_rows_leave_the_batch(model, tok) -> None:
     """With an EOS that some rows hit early, those rows are dropped and the rest still match generate."""
     rows = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]

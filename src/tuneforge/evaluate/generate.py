@@ -18,7 +18,6 @@ a batch of one prompt (nothing to drop; ``generate``'s step measured faster ther
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers.cache_utils import DynamicLayer
+
+from tuneforge.models.cache import cache_keyword, forward_parameters
+from tuneforge.objectives.shared_prefix import MIN_SHARED_TOKENS, examples_prefix_length
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class GenerationPlan:
     sort_by_length: bool = True  # bucket prompts of similar length into one batch
     cache: str = "dynamic"  # "static": generate's StaticCache (loop "hf" only)
     compile: bool = False  # compile generate's decoding step (loop "hf" with the static cache only)
+    # loop "rows": prefill the prompts' common leading tokens (chat template, fixed instruction) once
+    # for the batch and repeat their cache to every row (RowBatch.start)
+    share_prefix: bool = True
 
 
 DEFAULT_PLAN = GenerationPlan()
@@ -93,11 +99,6 @@ def autocast_context(dtype: torch.dtype | None, device: str = "cpu"):
     return torch.autocast(device_type=device, dtype=dtype)
 
 
-def _forward_parameters(model: Any) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
-
-
 def rows_supported(model: Any) -> bool:
     """Whether :class:`RowBatch` can drive ``model``: a causal LM whose forward takes positions, a
     cache and ``logits_to_keep``, without a prompt-learning adapter (its virtual tokens would shift
@@ -105,7 +106,7 @@ def rows_supported(model: Any) -> bool:
     config = getattr(model, "active_peft_config", None)
     if config is not None and getattr(config, "is_prompt_learning", False):
         return False
-    params = _forward_parameters(model)
+    params = forward_parameters(model)
     if not {"position_ids", "logits_to_keep"} <= params or not params & {"cache", "past_key_values"}:
         return False
     gc = getattr(model, "generation_config", None)
@@ -128,25 +129,43 @@ class RowBatch:
 
     def __init__(self, model: Any, cache: DynamicCache, mask: torch.Tensor, positions: torch.Tensor) -> None:
         self.model, self.cache, self.mask, self.positions = model, cache, mask, positions
-        self._cache_arg = "cache" if "cache" in _forward_parameters(model) else "past_key_values"  # renamed in transformers 5.x
+        self._cache_arg = cache_keyword(model)
 
     def __len__(self) -> int:
         return int(self.mask.shape[0])
 
     @classmethod
-    def start(cls, model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> tuple[RowBatch, torch.Tensor]:
-        """Prefill ``rows`` (prompt ids) as a new batch; return it and each row's next-token logits."""
+    def start(
+        cls, model: Any, rows: Sequence[Sequence[int]], pad_id: int, share_prefix: bool = True
+    ) -> tuple[RowBatch, torch.Tensor]:
+        """Prefill ``rows`` (prompt ids) as a new batch; return it and each row's next-token logits.
+
+        With ``share_prefix``, when the rows open with at least ``MIN_SHARED_TOKENS`` common tokens
+        (and the model's cache layers simply concatenate), those run once as a batch of one and
+        their cache is repeated to every row; the rest of each row is left-padded after them, so a
+        row reads [shared prefix | padding | own tokens] with the padding masked out and positions
+        counted over real tokens only, the same attention a left-padded row gets.
+        """
         device = next(model.parameters()).device
-        width = max(len(r) for r in rows)
+        prefix = min(examples_prefix_length(rows), min(len(r) for r in rows) - 1) if share_prefix and len(rows) > 1 else 0
+        cache = DynamicCache(config=model.config) if prefix >= MIN_SHARED_TOKENS else None
+        if cache is None or not cache.layers or not all(type(layer) is DynamicLayer for layer in cache.layers):
+            cache, prefix = DynamicCache(), 0
+        width = max(len(r) for r in rows) - prefix
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), prefix + width), dtype=torch.long)
+        mask[:, :prefix] = 1
         for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
-            mask[i, width - len(row) :] = 1
+            ids[i, width - (len(row) - prefix) :] = torch.tensor(list(row[prefix:]), dtype=torch.long)
+            mask[i, prefix + width - (len(row) - prefix) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        batch = cls(model, DynamicCache(), mask, mask.sum(-1))
-        logits = batch._forward(ids, positions)
+        batch = cls(model, cache, mask, mask.sum(-1))
+        if prefix:
+            head = torch.tensor([list(rows[0][:prefix])], dtype=torch.long, device=device)
+            model(input_ids=head, attention_mask=mask[:1, :prefix], use_cache=True, logits_to_keep=1, **{batch._cache_arg: cache})
+            cache.batch_repeat_interleave(len(rows))
+        logits = batch._forward(ids, positions[:, prefix:])
         return batch, logits
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -216,12 +235,13 @@ def greedy_rows(
     pad_id: int,
     clock: list[float] | None = None,
     on_prefill: Callable[[RowBatch, torch.Tensor], None] | None = None,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """Greedy continuations of ``rows`` (prompt ids), each up to and including its EOS or ``max_new_tokens``;
     a row leaves the batch the step it ends. ``clock``, when given, receives the first token's time.
     ``on_prefill`` is called once with the prefilled batch and its next-token logits, after the first
     token is chosen and before decoding goes on (the held-out loss reuses the prompts' cache there)."""
-    batch, logits = RowBatch.start(model, rows, pad_id)
+    batch, logits = RowBatch.start(model, rows, pad_id, share_prefix)
     out: list[list[int]] = [[] for _ in rows]
     live = list(range(len(rows)))  # original row of each batch row
     for step in range(max_new_tokens):
@@ -323,7 +343,7 @@ def generate_batch(
                 if use_rows and len(batch) > 1:
                     new = greedy_rows(
                         model, batch, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=_pad_id(tokenizer), clock=first,
-                        on_prefill=prefilled if on_prefill is not None else None,
+                        on_prefill=prefilled if on_prefill is not None else None, share_prefix=plan.share_prefix,
                     )  # fmt: skip
                 else:
                     new = _hf_generate(model, tokenizer, batch, max_new_tokens, plan, clock)
