@@ -238,7 +238,8 @@ class TrainingSection(Section):
     compile: Literal["auto", True, False] = Field(
         "auto",
         description="torch.compile the decoder blocks (fuses the work around the matmuls). auto: on CPU, in one process, "
-        "when the run trains >= 100k tokens, which repays a cold compile of about a minute (docs/SPEED.md).",
+        "when the run trains >= 100k tokens under bf16 (250k under fp32, and there only where share_prefix does not apply), "
+        "which repays a cold compile of about a minute (docs/SPEED.md).",
     )
     share_prefix: Literal["auto", True, False] = Field(
         "auto",

@@ -30,7 +30,8 @@ prints what it picked and why:
   of ~76 s with a cold inductor cache (~12 s warm). Each block is compiled in place with dynamic
   shapes (rows change length every step), so module names and saved weights are unchanged. ``auto``
   compiles on CPU, in a single process, when the run will train at least :data:`COMPILE_MIN_TOKENS` tokens, where the
-  measured saving (~0.9 ms per token) repays a cold compile. Under DDP (``benchmarks/ddp_compile.py``,
+  measured saving (~0.9 ms per token) repays a cold compile; under fp32, where compile measured only
+  1.02-1.06x, it needs :data:`COMPILE_MIN_TOKENS_FP32` and gives way to prefix sharing (below). Under DDP (``benchmarks/ddp_compile.py``,
   2 processes x 1 thread on the CI CPU) compiled blocks gave the eager update (tested) at 1.07-1.21x
   tokens/s, too little to repay each process's compile on the runs measured, so ``auto`` stays off
   there and ``true`` compiles; evaluation and generation run the
@@ -71,6 +72,9 @@ EAGER_BYTES_PER_SCORE = 6
 # Training tokens from which ``compile: auto`` compiles on CPU: a cold compile (~76 s) over the
 # measured saving (~0.9 ms per token at 320 -> 450 tokens/s) is ~85k tokens.
 COMPILE_MIN_TOKENS = 100_000
+# The same under fp32 on CPU: there compile measured 139 against 131-136 tokens/s (1.02-1.06x, issue
+# 16, AVX2-only EPYC) for a ~90 s compile, i.e. ~0.44 ms saved per token, repaid after ~205k tokens.
+COMPILE_MIN_TOKENS_FP32 = 250_000
 # Objectives compile is measured for; preference and reward runs add an adapter-disabled reference
 # pass or a scalar head, whose graphs would compile separately (not measured). Which methods compile
 # is the method table's ``compiles`` (config/method_table.py).
@@ -167,8 +171,10 @@ def choose_compile(
         )
     if precision.device != "cpu":
         return False, f"auto compiles on CPU only (not yet measured on {precision.device})"
-    if planned_tokens < COMPILE_MIN_TOKENS:
-        return False, f"{planned_tokens:,} training tokens would not repay the compile (auto needs {COMPILE_MIN_TOKENS:,})"
+    needed = COMPILE_MIN_TOKENS if precision.autocast_dtype is not None else COMPILE_MIN_TOKENS_FP32
+    if planned_tokens < needed:
+        under = "" if precision.autocast_dtype is not None else " under fp32"
+        return False, f"{planned_tokens:,} training tokens would not repay the compile (auto needs {needed:,}{under})"
     return True, f"{planned_tokens:,} training tokens repay the compile"
 
 
@@ -251,6 +257,15 @@ def plan_speed(
     shared, shared_reason = choose_share_prefix(
         training, method, precision, objective, compiled, 0 if distributed else shared_tokens, randomness
     )
+    if compiled and training.compile == "auto" and precision.autocast_dtype is None:
+        # Under fp32 the shared prefix (1.17-1.29x measured) beats compile (1.02-1.06x) and they
+        # exclude each other, so auto gives up the compile where the prefix can be shared.
+        alternative = choose_share_prefix(
+            training, method, precision, objective, False, 0 if distributed else shared_tokens, randomness
+        )
+        if alternative[0]:
+            compiled, compile_reason = False, "under fp32 sharing the prompt prefix gains more than compiling (docs/SPEED.md)"
+            shared, shared_reason = alternative
     if distributed and shared:
         shared, shared_reason = False, "the DDP-wrapped model computes its own loss"
     return SpeedPlan(attention, attention_reason, frozen, frozen_reason, compiled, compile_reason, shared, shared_reason)
