@@ -286,6 +286,9 @@ def test_memory_components_closed_form():
     assert checkpointed.activations == 2 * 5 * (4 * 8 * 3 + 2 * per_token)
     # a checkpointed step still allocates and frees every block's activations: same allocator share
     assert checkpointed.allocator == est.allocator
+    # a shared 3-token prefix runs once: the second row holds activations for its last 2 tokens only
+    shared = estimate_training_memory(shape, 1000, 10, TrainingShape(2, 5, 3, grad_blocks=3, shared_prefix_tokens=3))
+    assert shared.activations == (2 * 5 - 3) * per_token * (3 + 1)
 
 
 def test_advise_table_and_cli(recipe, tiny_model_dir, tmp_path):

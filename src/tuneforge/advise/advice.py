@@ -35,6 +35,7 @@ from tuneforge.config.schema import MethodSection, Recipe
 from tuneforge.errors import ConfigError
 from tuneforge.models.load import load_tokenizer
 from tuneforge.models.precision import Precision, choose_precision
+from tuneforge.objectives.shared_prefix import declared_randomness
 from tuneforge.train.speed_plan import EAGER_BYTES_PER_SCORE, SpeedPlan, plan_speed
 
 # The CPU runtime (Python + torch + transformers + peft) measured as RSS after imports on the
@@ -132,9 +133,11 @@ class Sizing:
 
     def plan(self, section: MethodSection) -> SpeedPlan:
         """The speed plan ``tuneforge train`` would pick for this method (the same function it calls)."""
+        t = self.recipe.training
         return plan_speed(
-            self.recipe.training, section, self.precision, self.config, self.stats.lengths, objective=self.recipe.objective.type
-        )
+            t, section, self.precision, self.config, self.stats.lengths, objective=self.recipe.objective.type,
+            shared_tokens=self.stats.shared_prefix_tokens, randomness=declared_randomness(section, self.config, t.neftune_alpha),
+        )  # fmt: skip
 
     def method_advice(self, section: MethodSection) -> MethodAdvice:
         """Parameters of ``section`` applied to the model's skeleton and, where it applies, its memory."""
@@ -172,6 +175,7 @@ class Sizing:
             half_stored_params=fp.frozen_linear_params if plan.frozen_dtype else 0,
             attention_score_bytes=score_bytes,
             activation_checkpointing=t.activation_checkpointing,
+            shared_prefix_tokens=self.stats.shared_prefix_tokens if plan.share_prefix else 0,
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tuneforge.config.schema import Recipe
 from tuneforge.data.formats import load_records
 from tuneforge.objectives import build_examples
+from tuneforge.objectives.shared_prefix import examples_prefix_length
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DataStats:
     lengths: tuple[
         int, ...
     ] = ()  # tokens per example, in order: what the speed plan reads
+    shared_prefix_tokens: int = 0  # leading tokens every example shares (the speed plan's prefix sharing)
 
 
 def data_stats(recipe: Recipe, tokenizer) -> DataStats:
@@ -61,4 +63,5 @@ def data_stats(recipe: Recipe, tokenizer) -> DataStats:
         dropped=len(report.dropped),
         bad_rows=len(loaded.bad_rows),
         lengths=tuple(lengths),
+        shared_prefix_tokens=examples_prefix_length([e.input_ids for e in examples]),
     )

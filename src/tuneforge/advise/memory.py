@@ -34,7 +34,8 @@ autocast, so master weights, gradients and optimizer states stay fp32):
   fine-tuning of the last N blocks stores N blocks, everything else stores all of them. One more
   block's worth is counted for the transient gradients of the block being back-propagated.
   Tokens: batch_size x the longest example (batches are padded to their longest member; the peak is
-  the batch holding the longest example). The per-token figures are checked against the tensors
+  the batch holding the longest example), less (batch_size - 1) x the shared prompt prefix when the
+  speed plan runs it once (``training.share_prefix``). The per-token figures are checked against the tensors
   autograd really saves (``torch.autograd.graph.saved_tensors_hooks``) in tests/advise.
 - bf16 weight copies (autocast only, counted with the activations): autocast casts each fp32 weight
   to bf16 for its matmul, and that copy is kept for the backward pass (frozen weights: saved to get
@@ -164,6 +165,7 @@ class TrainingShape:
     activation_checkpointing: bool = (
         False  # blocks recompute their activations in backward
     )
+    shared_prefix_tokens: int = 0  # leading tokens the rows share and the step runs once (training.share_prefix)
 
 
 @dataclass
@@ -229,7 +231,8 @@ def estimate_training_memory(
     )
     gradients = trainable_params * 4
     optimizer = trainable_params * 8
-    tokens = step.batch_size * step.seq_len
+    # a shared prefix runs once for the micro-batch, so the other rows hold activations for their rest only
+    tokens = step.batch_size * step.seq_len - (step.batch_size - 1) * min(step.shared_prefix_tokens, step.seq_len)
     blocks = (
         shape.layers
         if step.grad_blocks is None
