@@ -26,9 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
-from transformers.cache_utils import DynamicLayer
 
-from tuneforge.models.cache import cache_keyword, forward_parameters
+from tuneforge.models.cache import cache_keyword, concatenating_cache, forward_parameters
 from tuneforge.objectives.shared_prefix import MIN_SHARED_TOKENS, examples_prefix_length
 
 
@@ -148,8 +147,8 @@ class RowBatch:
         """
         device = next(model.parameters()).device
         prefix = min(examples_prefix_length(rows), min(len(r) for r in rows) - 1) if share_prefix and len(rows) > 1 else 0
-        cache = DynamicCache(config=model.config) if prefix >= MIN_SHARED_TOKENS else None
-        if cache is None or not cache.layers or not all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache = concatenating_cache(model.config) if prefix >= MIN_SHARED_TOKENS else None
+        if cache is None:
             cache, prefix = DynamicCache(), 0
         width = max(len(r) for r in rows) - prefix
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)

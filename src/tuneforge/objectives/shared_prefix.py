@@ -25,12 +25,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from tuneforge.config.method_table import method_spec
 from tuneforge.config.schema import MethodSection
-from tuneforge.models.cache import cache_keyword
+from tuneforge.models.cache import cache_keyword, concatenating_cache
 
 # Shortest prefix worth a separate pass: below this the saved rows are a few tokens of compute
 # against one more trip through every layer.
@@ -127,8 +125,8 @@ def shared_prefix_hidden(decoder: nn.Module, inputs: dict, prefix: int) -> torch
     mask = inputs.get("attention_mask")
     if mask is None:
         mask = torch.ones_like(input_ids)
-    cache = DynamicCache(config=decoder.config)  # with a config, its layers exist before the first update
-    if not cache.layers or not all(type(layer) is DynamicLayer for layer in cache.layers):
+    cache = concatenating_cache(decoder.config)
+    if cache is None:
         return None
     keyword = cache_keyword(decoder)
     head = decoder(input_ids=input_ids[:1, :prefix], attention_mask=mask[:1, :prefix], use_cache=True, **{keyword: cache})
