@@ -2,10 +2,16 @@
 
 Each configuration runs in its own subprocess, one after the other:
 
-  (a) trl        TRL GRPOTrainer + PEFT LoRA, GRPOConfig defaults except fp32 (bf16=False)
+  (a) trl        TRL GRPOTrainer + PEFT LoRA, GRPOConfig defaults except the precision
                  (so gradient checkpointing on, TRL's default)
   (b) trl-nogc   the same with gradient_checkpointing=False (TRL's fastest setting here)
-  (c) tuneforge  ``tuneforge.recipes.train`` with objective.type grpo, precision fp32
+  (c) tuneforge  ``tuneforge.recipes.train`` with objective.type grpo and its speed plan
+  (d) tuneforge-noshare  the same with training.share_prefix=false: every completion row runs its
+                 prompt again in the update (the lever of train/group_prompt.py, measured alone)
+
+``--precision`` (default ``auto``: bf16 where the CPU has it natively, else fp32, as tuneforge's
+``precision: auto`` chooses) is the same for every configuration: TRL's ``bf16`` flag, tuneforge's
+``training.precision``.
 
 Job: the built-in SmolLM2-135M-Instruct, LoRA r=8 alpha 16 dropout 0 on q/k/v/o, one prompt per
 step with G = 8 completions of at most 48 tokens (temperature 1, top_p 1, top_k off), beta 0, one
@@ -41,8 +47,12 @@ from speed import cpu_name  # benchmarks/ is the script's directory
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
-CONFIGS = ("trl", "trl-nogc", "tuneforge")
-LABELS = {"trl": "(a) TRL GRPOTrainer, defaults, fp32", "trl-nogc": "(b) TRL, no gradient checkpointing", "tuneforge": "(c) tuneforge grpo"}
+CONFIGS = ("trl", "trl-nogc", "tuneforge", "tuneforge-noshare")
+DEFAULT_CONFIGS = ("trl", "trl-nogc", "tuneforge")
+LABELS = {
+    "trl": "(a) TRL GRPOTrainer, defaults (gradient checkpointing)", "trl-nogc": "(b) TRL, no gradient checkpointing",
+    "tuneforge": "(c) tuneforge grpo", "tuneforge-noshare": "(d) tuneforge grpo, training.share_prefix=false",
+}  # fmt: skip
 JOB = {"G": 8, "max_completion_length": 48, "lr": 1e-5, "seed": 42, "r": 8, "alpha": 16, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 INSTRUCTION = "Solve the problem, then write the final answer after '####', e.g. '#### 12'.\n\n"
 
@@ -91,7 +101,7 @@ def step_timer():
     return StepTimer()
 
 
-def run_trl(steps: int, data: Path, out_dir: Path, checkpointing: bool) -> dict:
+def run_trl(steps: int, data: Path, out_dir: Path, checkpointing: bool, precision: str) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -106,7 +116,7 @@ def run_trl(steps: int, data: Path, out_dir: Path, checkpointing: bool) -> dict:
     args = GRPOConfig(
         output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=JOB["G"], num_generations=JOB["G"],
         max_completion_length=JOB["max_completion_length"], learning_rate=JOB["lr"], seed=JOB["seed"], logging_steps=1,
-        save_strategy="no", report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=checkpointing, disable_tqdm=True,
+        save_strategy="no", report_to=[], use_cpu=True, bf16=precision == "bf16", gradient_checkpointing=checkpointing, disable_tqdm=True,
         temperature=1.0, top_p=1.0, top_k=0, beta=0.0, num_iterations=1,
     )  # fmt: skip
     peft_config = LoraConfig(r=JOB["r"], lora_alpha=JOB["alpha"], lora_dropout=0.0, target_modules=JOB["targets"], task_type="CAUSAL_LM")
@@ -118,7 +128,7 @@ def run_trl(steps: int, data: Path, out_dir: Path, checkpointing: bool) -> dict:
     return {"step_s": timer.times, "lengths": timer.lengths, "loss_type": args.loss_type, "gradient_checkpointing": args.gradient_checkpointing}
 
 
-def run_tuneforge(steps: int, data: Path, out_dir: Path) -> dict:
+def run_tuneforge(steps: int, data: Path, out_dir: Path, precision: str, share_prefix: str | bool = "auto") -> dict:
     from tuneforge.config import load_recipe
     from tuneforge.recipes import train
 
@@ -132,7 +142,7 @@ def run_tuneforge(steps: int, data: Path, out_dir: Path) -> dict:
             "grpo": {"num_generations": JOB["G"], "max_completion_length": JOB["max_completion_length"], "temperature": 1.0, "top_p": 1.0, "top_k": 0},
         },
         "training": {"max_steps": steps, "batch_size": 1, "learning_rate": JOB["lr"], "seed": JOB["seed"], "logging_steps": 1,
-                     "precision": "fp32", "lr_scheduler": "linear", "save_steps": 10_000},
+                     "precision": precision, "lr_scheduler": "linear", "save_steps": 10_000, "share_prefix": share_prefix},
         "output": {"dir": str(out_dir), "overwrite": True},
     })  # fmt: skip
     timer = step_timer()
@@ -147,10 +157,11 @@ def worker(ns) -> None:
         torch.set_num_threads(ns.threads)
     out = Path(ns.result)
     data = Path(ns.data)
-    if ns.worker == "tuneforge":
-        res = run_tuneforge(ns.steps, data, out.parent / "tuneforge-run")
+    if ns.worker.startswith("tuneforge"):
+        share = False if ns.worker == "tuneforge-noshare" else "auto"
+        res = run_tuneforge(ns.steps, data, out.parent / f"{ns.worker}-run", ns.precision, share)
     else:
-        res = run_trl(ns.steps, data, out.parent / f"{ns.worker}-run", checkpointing=ns.worker == "trl")
+        res = run_trl(ns.steps, data, out.parent / f"{ns.worker}-run", checkpointing=ns.worker == "trl", precision=ns.precision)
     out.write_text(json.dumps(res, indent=2))
 
 
@@ -181,7 +192,8 @@ def table(results: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per configuration")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 where the CPU has it natively")
     parser.add_argument("--out", default="runs/bench-grpo")
     parser.add_argument("--together", action="store_true", help="start all configurations at once (same load for each)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's choice)")
@@ -194,12 +206,17 @@ def main() -> None:
     out = Path(ns.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = write_prompts(out / "prompts.jsonl")
+    if ns.precision == "auto":
+        from tuneforge.models.precision import choose_precision  # lazy: only the parent decides, before the workers start
+
+        ns.precision = choose_precision("auto", "cpu").name
     results, running = {}, {}
     for config in ns.configs.split(","):
         print(f"running {config} ({ns.steps} steps)...", flush=True)
         files = (out / f"{config}.json", out / f"{config}.log")
         threads = ["--threads", str(ns.threads)] if ns.threads else []
-        running[config] = (start(["--worker", config, "--steps", str(ns.steps), "--data", str(data), *threads], *files), *files)
+        args = ["--worker", config, "--steps", str(ns.steps), "--data", str(data), "--precision", ns.precision, *threads]
+        running[config] = (start(args, *files), *files)
         if not ns.together:
             results[config] = collect(*running.pop(config))
             print(f"  step times: {[round(t, 2) for t in results[config]['step_s']]}", flush=True)
@@ -209,7 +226,7 @@ def main() -> None:
     import torch
 
     mode = "started together" if ns.together else "one after the other"
-    md = f"CPU: {cpu_name()}, torch threads {ns.threads or torch.get_num_threads()}, {ns.steps} steps each, {mode}\n\n{table(results)}\n"
+    md = f"CPU: {cpu_name()}, torch threads {ns.threads or torch.get_num_threads()}, {ns.precision}, {ns.steps} steps each, {mode}\n\n{table(results)}\n"
     (out / "grpo_speed.md").write_text(md)
     print(md)
 

@@ -111,3 +111,18 @@ def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model_dir):
 def test_settings_that_cannot_run_are_config_errors(tmp_path, tiny_model_dir, override, needle):
     with pytest.raises(ConfigError, match=needle):
         recipe_for(tmp_path, tiny_model_dir, override)
+
+
+def test_sharing_each_prompt_across_its_group_keeps_the_gradients(tmp_path, tiny_model_dir):
+    """training.share_prefix (auto on CPU) runs each prompt once per group in the update: the plan says so,
+    and the first step's gradient norm equals the plain forward's (the first step's loss is -mean advantage
+    whatever the log-probs, so the gradients are what differs if anything does)."""
+    runs = {}
+    for share in ("auto", "false"):
+        result = train(recipe_for(tmp_path / share, tiny_model_dir, f"training.share_prefix={share}", "training.max_steps=2"))
+        runs[share] = ([r for r in metrics(result.run_dir) if "loss" in r], result.summary["speed_plan"])
+    assert "once per group" in runs["auto"][1] and "share_prefix is false" in runs["false"][1]
+    shared, plain = runs["auto"][0][0], runs["false"][0][0]
+    assert shared["grad_norm"] > 0
+    assert shared["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
+    assert shared["reward/mean"] == plain["reward/mean"]  # the same rollout: sharing touches the update only

@@ -66,7 +66,10 @@ def test_ppo_run_directory_metrics_and_first_update(tmp_path, tiny_model_dir):
         assert key in rows[0], key
     first, second = rows
     # the first minibatch of a rollout: the policy has not moved since the rollout, so w = 1 and nothing is clipped;
-    # the zero-initialised value head predicted 0 for every state of that rollout
+    # the zero-initialised value head predicted 0 for every state of that rollout. The rollout's log-probs came
+    # from the pass that runs each prompt once for its 2 completions (train/group_prompt.py), the update's from
+    # the plain forward over every row: w = 1 says they agree.
+    assert "once per group" in result.summary["speed_plan"]
     assert first["importance_ratio"] == pytest.approx(1.0, abs=1e-6)
     assert first["approx_kl"] == pytest.approx(0.0, abs=1e-10) and first["clipfrac"] == 0.0
     assert first["value/mean"] == 0.0

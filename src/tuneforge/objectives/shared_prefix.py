@@ -99,6 +99,13 @@ def _config_randomness(config) -> str | None:
     return None
 
 
+def checkpointed(decoder: nn.Module) -> bool:
+    """Whether the decoder's blocks run under activation checkpointing, which runs them without a cache."""
+    # transformers renamed the flag; the old name warns
+    flag = "is_activation_checkpointing" if hasattr(type(decoder), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return bool(getattr(decoder, flag, False))
+
+
 def can_share(decoder: nn.Module, inputs: dict, min_tokens: int = MIN_SHARED_TOKENS) -> int:
     """The prefix length to share for this micro-batch, or 0 where sharing does not apply."""
     input_ids = inputs.get("input_ids")
@@ -106,9 +113,7 @@ def can_share(decoder: nn.Module, inputs: dict, min_tokens: int = MIN_SHARED_TOK
         return 0
     if set(inputs) - {"input_ids", "attention_mask"}:  # packed rows (position ids), embeddings, ...
         return 0
-    # checkpointed blocks run without a cache (transformers renamed the flag; the old name warns)
-    flag = "is_activation_checkpointing" if hasattr(type(decoder), "is_activation_checkpointing") else "is_gradient_checkpointing"
-    if getattr(decoder, flag, False):
+    if checkpointed(decoder):
         return 0
     prefix = batch_prefix_length(input_ids, inputs.get("attention_mask"))
     return prefix if prefix >= min_tokens else 0

@@ -21,6 +21,7 @@ from tuneforge.config.schema import Recipe
 from tuneforge.data.records import PromptRecord
 from tuneforge.methods import apply_method, load_base_model, method_callbacks, save_method, saved_dir_name
 from tuneforge.models.load import load_tokenizer
+from tuneforge.objectives.shared_prefix import randomness_in_forward
 from tuneforge.observe.plots import plot_loss
 from tuneforge.recipes.common import Fitted, Run, TrainResult, fit, load_run_data, read_prompts, report_parameters, start_run, write_summary
 from tuneforge.rewards import build_scorer
@@ -46,10 +47,13 @@ def planned_steps(recipe: Recipe, prompts: int) -> int:
 def rl_speed_plan(run: Run, model, tokenizer, records: Sequence[PromptRecord]) -> SpeedPlan:
     """The speed plan over the update's rows: a prompt plus a full-length completion, G rows per prompt."""
     recipe, g = run.recipe, run.recipe.objective.grpo
-    lengths = [len(ids) + g.max_completion_length for ids in tokenizer(render_prompts(records, tokenizer), add_special_tokens=False)["input_ids"]]
+    prompts = [len(ids) for ids in tokenizer(render_prompts(records, tokenizer), add_special_tokens=False)["input_ids"]]
     training = recipe.training.model_copy(update={"batch_size": recipe.training.batch_size * g.num_generations})
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
-    return plan_speed(training, recipe.method, run.precision, config, lengths, distributed=world_size() > 1, objective=recipe.objective.type)
+    return plan_speed(
+        training, recipe.method, run.precision, config, [n + g.max_completion_length for n in prompts], distributed=world_size() > 1,
+        objective=recipe.objective.type, shared_tokens=min(prompts, default=0), randomness=randomness_in_forward(model),
+    )  # fmt: skip
 
 
 def evaluate_rewards(run: Run, label: str, model, tokenizer, records, scorer) -> dict | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from rich.console import Console
@@ -25,6 +26,7 @@ from tuneforge.data.records import PromptRecord
 from tuneforge.errors import ConfigError
 from tuneforge.methods import apply_method, load_base_model, method_callbacks
 from tuneforge.models.load import load_tokenizer
+from tuneforge.objectives.shared_prefix import randomness_in_forward
 from tuneforge.recipes.common import Run, TrainResult, fit, load_run_data, read_prompts, report_parameters, start_run
 from tuneforge.recipes.grpo import evaluate_rewards, finish_rl
 from tuneforge.rewards import build_scorer
@@ -48,10 +50,16 @@ def planned_steps(recipe: Recipe, prompts: int) -> int:
 def ppo_speed_plan(run: Run, model, tokenizer, records: Sequence[PromptRecord]) -> SpeedPlan:
     """The speed plan over the update's rows: a prompt plus a full-length completion, num_generations rows per prompt."""
     recipe, p = run.recipe, run.recipe.objective.ppo
-    lengths = [len(ids) + p.max_completion_length for ids in tokenizer(render_prompts(records, tokenizer), add_special_tokens=False)["input_ids"]]
+    prompts = [len(ids) for ids in tokenizer(render_prompts(records, tokenizer), add_special_tokens=False)["input_ids"]]
     training = recipe.training.model_copy(update={"batch_size": recipe.training.batch_size * p.num_generations})
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
-    return plan_speed(training, recipe.method, run.precision, config, lengths, distributed=False, objective=recipe.objective.type)
+    plan = plan_speed(
+        training, recipe.method, run.precision, config, [n + p.max_completion_length for n in prompts], distributed=False,
+        objective=recipe.objective.type, shared_tokens=min(prompts, default=0), randomness=randomness_in_forward(model),
+    )  # fmt: skip
+    if p.num_generations == 1 and plan.share_prefix:
+        return replace(plan, share_prefix=False, share_prefix_reason="one completion per prompt (objective.ppo.num_generations 1): nothing to share")
+    return plan
 
 
 def train_ppo(

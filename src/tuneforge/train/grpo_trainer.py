@@ -43,6 +43,7 @@ from tuneforge.objectives.grpo_loss import (
 )
 from tuneforge.objectives.reward_scores import CompletionScorer
 from tuneforge.train.arguments import TuneforgeTrainingArguments
+from tuneforge.train.group_prompt import group_completion_logps
 from tuneforge.train.nonfinite import NonfiniteGuardMixin, RowTaggingCollator, TaggedDataset
 from tuneforge.train.rollout_stats import RolloutStatsLog
 from tuneforge.train.rollout import Rollout, Sampling, autocast_context, completion_logps, generate_rollout
@@ -85,6 +86,8 @@ def rollout_order(n: int, prompts_per_step: int, num_iterations: int, *, epochs:
 
 class GrpoCore(RolloutStatsLog):
     """The rollout-and-update step; :class:`GrpoTrainer` adds the NaN/inf guard around it."""
+
+    share_prefix: bool = False  # run each prompt once per group of G in the updates (train/group_prompt.py; the speed plan decides)
 
     def __init__(
         self, *args, options: GrpoOptions, objective_type: str, scorer: CompletionScorer, tokenizer,
@@ -162,9 +165,19 @@ class GrpoCore(RolloutStatsLog):
             for start in range(0, len(rollout.records), self.micro_rows):
                 chunk = rollout.rows(slice(start, start + self.micro_rows)).trimmed()
                 with self.accelerator.autocast():
-                    logps = completion_logps(target, chunk.input_ids, chunk.attention_mask, chunk.completion_ids.shape[1], self.options.temperature)
+                    logps = self._chunk_logps(target, chunk)
                 parts.append(torch.nn.functional.pad(logps, (0, rollout.completion_ids.shape[1] - logps.shape[1])))
         return torch.cat(parts)
+
+    def _chunk_logps(self, model, chunk: Rollout) -> torch.Tensor:
+        """The completion log-probs of a micro-batch, each prompt run once per group when the plan shares it."""
+        if self.share_prefix and self.accelerator.unwrap_model(model) is model:  # a DDP-wrapped model runs its own forward
+            shared = group_completion_logps(
+                model, chunk.prompt_ids, chunk.prompt_mask, chunk.completion_ids, chunk.completion_mask, self.options.num_generations, self.options.temperature
+            )  # fmt: skip
+            if shared is not None:
+                return shared[0]
+        return completion_logps(model, chunk.input_ids, chunk.attention_mask, chunk.completion_ids.shape[1], self.options.temperature)
 
     # ---- update ---------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -193,7 +206,7 @@ class GrpoCore(RolloutStatsLog):
             mask = scored.loss_mask[sl, :width]
             adv = scored.advantages[sl].to(self.args.device)
             with self.accelerator.autocast():
-                logps = completion_logps(model, chunk.input_ids, chunk.attention_mask, chunk.completion_ids.shape[1], opts.temperature)
+                logps = self._chunk_logps(model, chunk)
             old = scored.old_logps[sl, :width] if scored.old_logps is not None else logps.detach()
             log_w = log_importance_weights(logps, old, mask, opts.importance_sampling)
             per_token, clipped = clipped_surrogate(log_w, adv, opts.epsilon, opts.epsilon_high or opts.epsilon)

@@ -37,6 +37,7 @@ from tuneforge.objectives.ppo_loss import (
 )  # fmt: skip
 from tuneforge.objectives.reward_scores import CompletionScorer
 from tuneforge.train.arguments import TuneforgeTrainingArguments
+from tuneforge.train.group_prompt import group_completion_logps
 from tuneforge.train.grpo_trainer import records_collate, rollout_order
 from tuneforge.train.nonfinite import NonfiniteGuardMixin, RowTaggingCollator, TaggedDataset
 from tuneforge.train.rollout_stats import RolloutStatsLog
@@ -86,6 +87,10 @@ def minibatch_rows(rows: int, options: PpoOptions, update: int, *, seed: int, ro
 
 class PpoCore(RolloutStatsLog):
     """The rollout-and-update step; :class:`PpoTrainer` adds the NaN/inf guard around it."""
+
+    # run each prompt once per group of num_generations in the rollout's no-grad passes (train/group_prompt.py;
+    # the speed plan decides); the updates' minibatches shuffle rows across groups, so they run the plain forward
+    share_prefix: bool = False
 
     def __init__(
         self, *args, options: PpoOptions, scorer: CompletionScorer, tokenizer, micro_prompts: int,
@@ -157,7 +162,15 @@ class PpoCore(RolloutStatsLog):
                 chunk = rollout.rows(slice(start, start + self.micro_rows)).trimmed()
                 n = chunk.completion_ids.shape[1]
                 with self.accelerator.autocast():
-                    if reference:
+                    shared = None
+                    if self.share_prefix and self.accelerator.unwrap_model(target) is target:
+                        shared = group_completion_logps(
+                            target, chunk.prompt_ids, chunk.prompt_mask, chunk.completion_ids, chunk.completion_mask,
+                            self.options.num_generations, self.options.temperature,
+                        )  # fmt: skip
+                    if shared is not None:
+                        lp, v = shared[0], None if reference else self.value_head(shared[1])
+                    elif reference:
                         lp, v = completion_logps(target, chunk.input_ids, chunk.attention_mask, n, self.options.temperature), None
                     else:
                         lp, v = logps_and_values(target, self.value_head, chunk.input_ids, chunk.attention_mask, n, self.options.temperature)

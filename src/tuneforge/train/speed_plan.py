@@ -46,6 +46,8 @@ prints what it picked and why:
   NEFTune; it needs the KV cache, so packing, activation checkpointing and compiled blocks keep it
   off. Measured on the quickstart (44 of ~130 tokens shared, AVX2-only EPYC): 1.25x training
   tokens/s and 760 MB less peak RSS (docs/SPEED.md). CUDA is not measured, so ``auto`` leaves it off there.
+  For grpo, rloo and ppo the same setting runs each prompt once for its G completions
+  (:mod:`tuneforge.train.group_prompt`); there ``shared_tokens`` is the shortest prompt's length.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ COMPILE_MIN_TOKENS_FP32 = 250_000
 # pass or a scalar head, whose graphs would compile separately (not measured). Which methods compile
 # is the method table's ``compiles`` (config/method_table.py).
 COMPILED_OBJECTIVES = frozenset(LM_OBJECTIVES)
+# Online RL objectives whose G completions of a prompt share it (train/group_prompt.py runs it once per group)
+GROUP_OBJECTIVES = ("grpo", "rloo", "ppo")
 
 
 @dataclass(frozen=True)
@@ -189,13 +193,14 @@ def choose_share_prefix(
 ) -> tuple[bool, str]:
     """Whether micro-batches run their common leading tokens once, and why (see the module docstring).
 
-    ``shared_tokens``: leading tokens every training example shares; ``randomness``: what makes the
+    ``shared_tokens``: leading tokens every training example shares (for :data:`GROUP_OBJECTIVES`, the
+    shortest prompt's tokens, which its completions share); ``randomness``: what makes the
     training forward random (dropout, NEFTune), which rows would no longer share on the prefix.
     """
     requested = training.share_prefix
     if requested is False:
         return False, "training.share_prefix is false"
-    if objective not in LM_OBJECTIVES:
+    if objective not in LM_OBJECTIVES and objective not in GROUP_OBJECTIVES:
         return False, f"objective {objective} computes its log-probs without it"
     if method_spec(method.type).prompt_learning:
         return False, f"method {method.type}'s virtual tokens go through the peft model's own forward"
@@ -214,6 +219,10 @@ def choose_share_prefix(
         return False, f"auto shares on CPU only (not yet measured on {precision.device})"
     if randomness:
         return False, f"{randomness} would differ per row; training.share_prefix: true shares one draw"
+    if objective in GROUP_OBJECTIVES:
+        if shared_tokens < MIN_SHARED_TOKENS:
+            return False, f"the shortest prompt has {shared_tokens} tokens (auto needs {MIN_SHARED_TOKENS})"
+        return True, f"each prompt's completions share its {shared_tokens}+ tokens: run once per group"
     if shared_tokens < MIN_SHARED_TOKENS:
         return False, f"the examples share {shared_tokens} leading tokens (auto needs {MIN_SHARED_TOKENS})"
     return True, f"every example starts with the same {shared_tokens} tokens: run once per micro-batch"
