@@ -246,7 +246,7 @@ class TrainingSection(Section):
         description="Run the leading tokens all rows of a micro-batch share (chat template, fixed instruction) once "
         "instead of once per row; same loss and gradients. auto: on CPU when the examples share at least 16 leading "
         "tokens and nothing random (dropout, NEFTune) touches them; true also shares one dropout mask on the prefix "
-        "(docs/SPEED.md).",
+        "(docs/SPEED.md). grpo, rloo and ppo: each prompt runs once for its G completions (docs/RL.md).",
     )
     ewc: EwcOptions = Field(default_factory=EwcOptions, description="EWC penalty toward an earlier task's weights (docs/RESEARCH.md).")
     neftune_alpha: float | None = Field(
