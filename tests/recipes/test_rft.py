@@ -71,3 +71,19 @@ def test_rft_rounds_write_the_run_dir_and_the_adapter_loads(tmp_path, tiny_model
 def test_verifier_acceptance_needs_a_verifier_reward(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="objective.rft.accept 'verifier'"):
         recipe_for(tmp_path, tiny_model_dir, "objective.rft.accept=verifier", "objective.rewards=[{type: format}]")
+
+
+def test_eval_each_round_scores_the_held_out_prompts_after_every_round(tmp_path, tiny_model_dir):
+    result = train(recipe_for(tmp_path, tiny_model_dir, "objective.rft.eval_each_round=true", "objective.rft.rounds=3"))
+    summary = result.summary
+    held_out = [r["held_out"] for r in summary["rounds"]]
+    assert all(h is not None and h["accuracy"] is not None and "reward" in h for h in held_out)
+    assert held_out[-1] == summary["eval"]["tuned"]  # the last round's figures are the tuned model's, scored once
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rounds = [x for x in lines if "round" in x]
+    assert [x["round"] for x in rounds] == [1, 2, 3] and all("held_out" in x and "acceptance_rate" in x for x in rounds)
+
+
+def test_eval_each_round_needs_held_out_prompts(tmp_path, tiny_model_dir):
+    with pytest.raises(ConfigError, match="eval_each_round"):
+        recipe_for(tmp_path, tiny_model_dir, "objective.rft.eval_each_round=true", "eval.data=null")

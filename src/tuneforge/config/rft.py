@@ -35,6 +35,11 @@ class RftOptions(BaseModel):
     prompts_per_round: int | None = Field(
         None, gt=0, description="Sample this many training prompts per round (a seeded draw, new each round); unset: all of them."
     )
+    eval_each_round: bool = Field(
+        False,
+        description="Score the held-out prompts (eval.data) after every round, not only before and after the run: "
+        "the per-round held-out accuracy (one more greedy pass per round but the last, whose figures are the tuned model's).",
+    )
 
 
 def rft_problem(recipe) -> str | None:
@@ -45,6 +50,8 @@ def rft_problem(recipe) -> str | None:
             "objective.rft.accept 'verifier' keeps completions a verifier reward accepts, but objective.rewards has none "
             f"({', '.join(VERIFIER_TYPES)}); add one, e.g. {{type: answer_match}}, or set objective.rft.accept: threshold"
         )
+    if rft.eval_each_round and not recipe.eval.data:
+        return "objective.rft.eval_each_round scores the held-out prompts after each round; set eval.data to a file of prompt rows"
     if recipe.data.pipeline or recipe.data.replay is not None:
         return "data.pipeline / data.replay work on sft data, not on rft's prompt rows; clean the prompts with `tuneforge data` beforehand"
     return None

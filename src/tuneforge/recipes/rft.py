@@ -85,7 +85,8 @@ def _append_metrics(run: Run, row: dict) -> None:
 
 
 def run_round(run: Run, round_no: int, model, tokenizer, prompts: Sequence[PromptRecord], scorer: RewardScorer, callbacks) -> tuple[dict, object]:
-    """One sample -> score -> keep -> fine-tune round; returns its stats and its trainer (None if nothing was kept)."""
+    """One sample -> score -> keep -> fine-tune round; returns its stats (the caller writes them to metrics.jsonl)
+    and its trainer (None if nothing was kept)."""
     recipe, options = run.recipe, run.recipe.objective.rft
     started = time.perf_counter()
     completions = sample_completions(model, tokenizer, prompts, options, autocast_dtype=run.precision.autocast_dtype)
@@ -121,7 +122,6 @@ def run_round(run: Run, round_no: int, model, tokenizer, prompts: Sequence[Promp
     else:
         run.console.print(f"[yellow]round {round_no}: no sample was accepted, nothing to train on this round[/]")
     stats["round_seconds"] = round(time.perf_counter() - started, 2)
-    _append_metrics(run, stats)
     return stats, trainer
 
 
@@ -151,9 +151,18 @@ def train_rft(
     for round_no in range(1, options.rounds + 1):
         prompts = _round_prompts(data.train.records, recipe, round_no)  # type: ignore[arg-type]
         stats, round_trainer = run_round(run, round_no, model, tokenizer, prompts, scorer, callbacks)
+        if options.eval_each_round and round_no < options.rounds:  # the last round's figures are the tuned model's, below
+            stats["held_out"] = _held_out_figures(_evaluate(run, f"after round {round_no}", model, tokenizer, eval_records, scorer))
+        if round_no < options.rounds or not options.eval_each_round:
+            _append_metrics(run, stats)
         rounds.append(stats)
         trainer = round_trainer or trainer
     return _finish(run, model, trainer, tokenizer, rounds, before, eval_records, scorer)
+
+
+def _held_out_figures(result: dict | None) -> dict | None:
+    """The held-out mean reward, per-reward means and accuracy of one evaluation (no samples)."""
+    return {m: result[m] for m in ("reward", "rewards", "accuracy")} if result else None
 
 
 def _finish(run: Run, model, trainer, tokenizer, rounds: list[dict], before: dict | None, eval_records, scorer: RewardScorer) -> TrainResult:
@@ -168,6 +177,9 @@ def _finish(run: Run, model, trainer, tokenizer, rounds: list[dict], before: dic
     run.console.print(f"[bold]saved[/] {final_dir}")
     plot_loss(run.run_dir / METRICS_FILE, run.run_dir / "plots" / "loss.png")
     after = _evaluate(run, "tuned model", model, tokenizer, eval_records, scorer)
+    if recipe.objective.rft.eval_each_round and rounds:  # the last round's line waited for these figures
+        rounds[-1]["held_out"] = _held_out_figures(after)
+        _append_metrics(run, rounds[-1])
     results = {"base": before, "tuned": after} if eval_records else None
     if results:
         (run.run_dir / "eval").mkdir(exist_ok=True)
@@ -189,7 +201,7 @@ def _finish(run: Run, model, trainer, tokenizer, rounds: list[dict], before: dic
         "torch": torch.__version__,
     }
     if results:
-        summary["eval"] = {k: {m: v[m] for m in ("reward", "rewards", "accuracy")} if v else None for k, v in results.items()}
+        summary["eval"] = {k: _held_out_figures(v) for k, v in results.items()}
     (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     run.console.print(f"[bold green]done[/] in {summary['wall_seconds']:.0f}s: {options_line(rounds)} -> {run.run_dir}")
     return TrainResult(run.run_dir, summary, results)
