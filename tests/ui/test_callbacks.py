@@ -146,3 +146,16 @@ def test_report_images_are_inlined_as_data_uris(tmp_path):
     got = inline_images(md, tmp_path)
     assert "![Loss](data:image/png;base64,iVBORyBmYWtl)" in got and "![Scores in [0, 1]](data:image/png;base64," in got
     assert "![Gone](missing.png)" in got and "[link](loss.png)" in got
+
+
+def test_the_bundled_example_recipes_are_offered_quickstart_first_and_load_into_the_form():
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    offered = recipe_tab.example_recipes(examples)
+    assert Path(offered[0]) == examples / "quickstart" / "recipe.yaml"
+    names = {Path(p).relative_to(examples).as_posix() for p in offered}
+    assert {"grpo/recipe.yaml", "rft/recipe.yaml", "rlaif/recipe.yaml", "preference/dpo.yaml"} <= names
+    assert "stages/pipeline.yaml" not in names  # a staged pipeline, not a recipe
+    values, extra = recipe_tab.load_file(offered[0])
+    by_key = dict(zip((f.key for f in recipe_tab.FIELDS), values, strict=True))
+    assert by_key["model.name"] == "smollm2-135m-instruct" and by_key["data.train"] == "examples/quickstart/train.jsonl"
+    assert recipe_tab.example_recipes(examples / "missing") == []

@@ -83,3 +83,41 @@ def test_export_merged_and_adapter_with_the_command(finished_run, tmp_path):
     assert (tmp_path / "lora" / "adapter_config.json").is_file() and "--adapter-dir" in text
     text = export_tab.run_export(str(finished_run), "gguf", str(tmp_path / "m.gguf"), quant="nope")
     assert "**error:**" in text and "nope" in text
+
+
+def test_serve_buttons_start_an_openai_compatible_server_and_stop_it(finished_run, tmp_path):
+    """The Serve tab's Start / Stop callbacks: `tuneforge serve` as a process on loopback, answered by the openai SDK."""
+    import socket
+    import time
+
+    import openai
+
+    from tuneforge.ui.process import Jobs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    jobs = Jobs(tmp_path / "wd")
+    assert export_tab.server_status(jobs)[0] == "no server started"
+    assert export_tab.start_server(jobs, "  ", port).startswith("Enter a run")
+    text = export_tab.start_server(jobs, str(finished_run), port)
+    assert f"http://127.0.0.1:{port}/v1" in text and "--host 127.0.0.1" in text
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=30)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                models = client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert jobs.jobs["serve"].running, export_tab.server_status(jobs)[1]
+                assert time.monotonic() < deadline, "the server did not answer within 180 s"
+                time.sleep(1.0)
+        assert models.data
+        reply = client.chat.completions.create(model=models.data[0].id, messages=[{"role": "user", "content": "alpha"}], max_tokens=4)
+        assert reply.choices[0].message.role == "assistant"
+        assert export_tab.server_status(jobs)[0].startswith("server running")
+    finally:
+        jobs.stop("serve", timeout=15.0)
+    status, log = export_tab.server_status(jobs)
+    assert status.startswith("server ended") and log

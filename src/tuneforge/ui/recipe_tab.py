@@ -1,5 +1,5 @@
 """The Recipe tab: a form generated from the schema (ui/form.py), the equivalent YAML and command,
-field errors, load/save, the rank advisor and the dry run.
+field errors, load/save, the bundled example recipes, the rank advisor and the dry run.
 
 The YAML box is the recipe: it shows only what differs from the defaults plus ``data.train``, and
 can be edited and applied back to the form (that is how the structured options without a widget,
@@ -23,6 +23,23 @@ from tuneforge.ui.form import OPEN_SECTIONS, FormField, choice_label, field_erro
 from tuneforge.ui.process import shown_command
 
 FIELDS: list[FormField] = form_fields()
+EXAMPLES_DIR = Path("examples")  # the bundled recipes, when the UI runs from the repository root (as the examples say)
+
+
+def example_recipes(root: Path = EXAMPLES_DIR) -> list[str]:
+    """The bundled recipes under ``root`` (``examples/*/*.yaml`` that are recipes), quickstart first.
+
+    A user who has never written a recipe starts from one of these: picking it fills the form. Files
+    that are not recipes (a staged pipeline) are left out by reading each as a recipe.
+    """
+    found = []
+    for path in sorted(root.glob("*/*.yaml")) if root.is_dir() else []:
+        try:
+            validate_recipe(read_recipe_file(path), source=str(path))
+        except TuneforgeError:
+            continue
+        found.append(str(path))
+    return sorted(found, key=lambda p: (Path(p).parent.name != "quickstart", p))
 
 
 def elem_id(field: FormField) -> str:
@@ -127,6 +144,13 @@ def build(workdir: Path, initial: dict) -> dict[str, Any]:
         path = gr.Textbox(str(workdir / "recipe.yaml"), label="Recipe file", info="Load reads it, Save writes it; the command below trains it.", elem_id="recipe-path", scale=3)
         load_btn = gr.Button("Load", elem_id="recipe-load", scale=1)
         save_btn = gr.Button("Save", elem_id="recipe-save", scale=1)
+    examples = example_recipes()
+    example = gr.Dropdown(
+        examples, value=None, label="Start from an example",
+        info="A bundled recipe, loaded into the form (the quickstart teaches the built-in model to turn support tickets "
+        "into JSON in a few minutes on a laptop CPU). Save writes your copy to the recipe file above.",
+        elem_id="recipe-example", visible=bool(examples),
+    )  # fmt: skip
     message = gr.Markdown(elem_id="recipe-message")
     with gr.Row():
         with gr.Column(scale=3):
@@ -180,6 +204,7 @@ def build(workdir: Path, initial: dict) -> dict[str, Any]:
     # queue=False: answered on the request itself, not behind a training tick or a chat in the queue
     gr.on(triggers, refresh, inputs, outputs, trigger_mode="always_last", show_progress="hidden", queue=False)
     load_btn.click(on_load, path, [message, extra, *widgets]).then(refresh, inputs, outputs)
+    example.input(on_load, example, [message, extra, *widgets]).then(refresh, inputs, outputs)
     apply_btn.click(on_apply, yaml_box, [message, extra, *widgets]).then(refresh, inputs, outputs)
     save_btn.click(on_save, inputs, message)
     advise_btn.click(lambda *a: advise_text(list(a[:n]), a[n]), [*widgets, extra], advice)
