@@ -45,3 +45,49 @@ def test_parse_choice_and_combine() -> None:
     assert combine("1", "2") == ("a", True)
     assert combine("2", "1") == ("b", True)
     assert combine("1", None) == ("tie", False)
+
+
+# ---- verdicts from a local judge's next-token probabilities (judge.verdict: probabilities) -------------------------
+
+
+class BiasedProbabilities:
+    """P(answer 1 better) = sigmoid(bias + quality(1) - quality(2)), quality = length / 10: a known preference
+    (the longer answer) under a strong pull towards position 1, as a small judge has."""
+
+    verdict_probabilities = True
+
+    def __init__(self, bias: float = 2.0) -> None:
+        self.bias = bias
+
+    def first_probabilities(self, prompts: list[str]) -> list[float]:
+        import math
+
+        out = []
+        for p in prompts:
+            one, two = re.search(r"Answer 1:\n(.*)\n\nAnswer 2:\n(.*)\n\nReply", p, re.DOTALL).groups()
+            out.append(1 / (1 + math.exp(-(self.bias + (len(one) - len(two)) / 10))))
+        return out
+
+    def ask(self, prompts: list[str]) -> list[str]:
+        raise AssertionError("a probability judge is never asked for a reply in a pairwise comparison")
+
+
+def test_probability_verdict_cancels_a_constant_position_bias() -> None:
+    from tuneforge.datatools.pairwise import PROBABILITY_MARGIN, probability_verdict
+
+    v = probability_verdict(0.9, 0.7)  # both orders prefer position 1, a-first more so: a is better
+    assert (v.winner, v.consistent, v.ab_choice, v.ba_choice) == ("a", True, "1", "1")
+    assert "+0.200" in v.ab_reason and "0.900 with a first" in v.ab_reason and "0.700 with b first" in v.ba_reason
+    assert probability_verdict(0.3, 0.6).winner == "b"
+    close = probability_verdict(0.8, 0.8 - PROBABILITY_MARGIN / 2)
+    assert (close.winner, close.consistent) == ("tie", False)
+
+
+def test_probability_judge_labels_its_preference_despite_the_bias() -> None:
+    answers_a = ["a long and careful answer", "no", "a detailed reply here"]
+    answers_b = ["short", "a longer second answer", "tiny"]
+    verdicts = compare_both_orders(BiasedProbabilities(), ["q"] * 3, answers_a, answers_b)
+    assert [v.winner for v in verdicts] == ["a", "b", "a"]  # the longer answer, wherever it was shown
+    assert all(v.ab_choice == v.ba_choice == "1" for v in verdicts)  # each order alone always picks position 1
+    # with replies, the same judge labels nothing: every pair is an inconsistent tie
+    assert all(v.winner == "tie" for v in compare_both_orders(AlwaysFirst(), ["q"] * 3, answers_a, answers_b))

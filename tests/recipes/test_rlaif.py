@@ -94,8 +94,15 @@ def test_a_position_biased_judge_labels_nothing_and_nothing_is_trained(tmp_path,
 
 
 def test_the_default_judge_is_the_recipes_local_model(tmp_path, tiny_model_dir):
-    """No judge passed: objective.rlaif.judge.model (a tiny random model) answers; its replies are unreadable, so ties."""
+    """No judge passed: objective.rlaif.judge.model (a tiny random model) decides by its next-token probabilities
+    (judge.verdict auto), so every judged pair has a reading in both orders; with verdict: reply its generated
+    replies are unreadable, so every pair is a tie."""
     recipe = recipe_for(tmp_path, tiny_model_dir, "objective.rlaif.mode=online", "objective.rlaif.rounds=1", "eval.data=null")
+    (r,) = train_rlaif(recipe).summary["rounds"]
+    assert r["judged"] > 0 and r["pairs"] + r["ties"] == r["judged"] and r["unparsed"] == 0
+    (tmp_path / "reply").mkdir()
+    recipe = recipe_for(tmp_path / "reply", tiny_model_dir, "objective.rlaif.mode=online", "objective.rlaif.rounds=1", "eval.data=null",
+                        "objective.rlaif.judge.verdict=reply")  # fmt: skip
     (r,) = train_rlaif(recipe).summary["rounds"]
     assert r["judged"] > 0 and r["pairs"] + r["ties"] == r["judged"] and r["unparsed"] >= r["ties"]
 

@@ -7,7 +7,9 @@ everywhere. The data toolkit's ``judge`` cleaning step predates it and keeps its
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class JudgeClient(BaseModel):
@@ -23,3 +25,19 @@ class JudgeClient(BaseModel):
     endpoint_model: str = Field("default", description="Model name sent to the endpoint.")
     api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
     max_new_tokens: int = Field(128, gt=0, description="Reply length limit for the judge.")
+    verdict: Literal["auto", "reply", "probabilities"] = Field(
+        "auto",
+        description="How a pairwise comparison is decided: probabilities (a local model only) reads the judge's "
+        "next-token probabilities of 1 and 2 after its reply is opened with {\"better\":, in both orders, and the "
+        "difference between the orders cancels a position bias; reply parses the generated reply; auto: probabilities "
+        "for a local model, reply for an endpoint. Scores and critiques always use the reply.",
+    )
+
+    @model_validator(mode="after")
+    def _probabilities_need_a_local_model(self) -> JudgeClient:
+        if self.verdict == "probabilities" and self.endpoint:
+            raise ValueError(
+                "verdict 'probabilities' reads a local model's next-token probabilities; an endpoint returns text only: "
+                "set verdict: reply (or auto), or remove endpoint to judge with a local model"
+            )
+        return self

@@ -116,17 +116,28 @@ class EndpointJudge:
 
 
 class LocalJudge:
-    def __init__(self, spec: str, max_new_tokens: int, system: str = SYSTEM) -> None:
+    """A local model as judge. With ``probabilities`` a pairwise comparison reads its next-token
+    probabilities (:meth:`first_probabilities`, datatools/choice_probabilities.py) instead of a reply."""
+
+    def __init__(self, spec: str, max_new_tokens: int, system: str = SYSTEM, probabilities: bool = False) -> None:
         # lazy: generation (torch, transformers) adds 4.4 s to importing datatools.pipeline; only a local judge needs it, measured
         from tuneforge.datatools.generation import LocalChat
 
         self.chat = LocalChat(spec)
         self.max_new_tokens, self.system = max_new_tokens, system
+        self.verdict_probabilities = probabilities
 
     def ask(self, prompts: list[str]) -> list[str]:
         return self.chat.reply(
             prompts, system=self.system, max_new_tokens=self.max_new_tokens
         )
+
+    def first_probabilities(self, prompts: list[str]) -> list[float]:
+        """P(answer 1 is better) per pairwise question, from the judge's next token after ``{"better":``."""
+        # lazy: torch again, as above (the reply path imports it on construction through LocalChat already)
+        from tuneforge.datatools.choice_probabilities import first_answer_probabilities
+
+        return first_answer_probabilities(self.chat.model, self.chat.tokenizer, prompts, self.system)
 
 
 def make_backend(cfg: JudgeStep | JudgeClient, system: str = SYSTEM) -> JudgeBackend:
@@ -139,7 +150,8 @@ def make_backend(cfg: JudgeStep | JudgeClient, system: str = SYSTEM) -> JudgeBac
         return EndpointJudge(
             cfg.endpoint, cfg.endpoint_model, cfg.api_key_env, cfg.max_new_tokens, system=system
         )
-    return LocalJudge(cfg.model, cfg.max_new_tokens, system=system)
+    # JudgeStep (the data toolkit's scoring step) has no verdict key: it scores, it never compares two answers
+    return LocalJudge(cfg.model, cfg.max_new_tokens, system=system, probabilities=getattr(cfg, "verdict", "reply") != "reply")
 
 
 class Judge:

@@ -82,6 +82,27 @@ def combine(ab: Choice | None, ba: Choice | None) -> tuple[Winner, bool]:
     return "tie", False
 
 
+PROBABILITY_MARGIN = 0.02  # |P(1 | a first) - P(1 | b first)| below this is a tie: the judge cannot tell them apart
+
+
+def probability_verdict(p_ab: float, p_ba: float) -> PairVerdict:
+    """One pair's verdict from the judge's P(answer 1 is better) with a first (``p_ab``) and with b first (``p_ba``).
+
+    A judge with a position bias b and a preference q for a scores about sigmoid(b + q) and sigmoid(b - q),
+    so the difference has the sign of q whatever b is: a wins when a-first exceeds b-first by
+    :data:`PROBABILITY_MARGIN`, b when it falls short by as much, else the pair is a tie (counted as
+    inconsistent). Each order's own choice (the likelier answer) is kept, so a judge that always
+    prefers the first position still shows in the position-bias statistic.
+    """
+    difference = p_ab - p_ba
+    winner: Winner = "a" if difference > PROBABILITY_MARGIN else "b" if difference < -PROBABILITY_MARGIN else "tie"
+    reason = f"P(answer 1 better) {{}}; a-first minus b-first {difference:+.3f}"
+    return PairVerdict(
+        winner, winner != "tie", "1" if p_ab >= 0.5 else "2", "1" if p_ba >= 0.5 else "2",
+        reason.format(f"{p_ab:.3f} with a first"), reason.format(f"{p_ba:.3f} with b first"),
+    )  # fmt: skip
+
+
 def compare_both_orders(
     backend: JudgeBackend,
     prompts: Sequence[str],
@@ -89,13 +110,20 @@ def compare_both_orders(
     answers_b: Sequence[str],
     rubric: str = DEFAULT_RUBRIC,
 ) -> list[PairVerdict]:
-    """Judge every (prompt, a, b) twice, a first then b first, in one batch of 2N questions."""
+    """Judge every (prompt, a, b) twice, a first then b first, in one batch of 2N questions.
+
+    The backend's parsed replies decide (both orders must name the same answer), or, for a local judge
+    with ``verdict_probabilities``, its next-token probabilities (:func:`probability_verdict`).
+    """
     if not (len(prompts) == len(answers_a) == len(answers_b)):
         raise ValueError(f"got {len(prompts)} prompts, {len(answers_a)} answers a and {len(answers_b)} answers b; they must match")
     questions = [pairwise_prompt(p, a, b, rubric) for p, a, b in zip(prompts, answers_a, answers_b)]
     questions += [pairwise_prompt(p, b, a, rubric) for p, a, b in zip(prompts, answers_a, answers_b)]
-    replies = backend.ask(questions)
     n = len(prompts)
+    if getattr(backend, "verdict_probabilities", False):  # a local judge's next-token probabilities (judge.verdict)
+        p = backend.first_probabilities(questions)  # type: ignore[attr-defined]
+        return [probability_verdict(p_ab, p_ba) for p_ab, p_ba in zip(p[:n], p[n:])]
+    replies = backend.ask(questions)
     verdicts = []
     for ab_reply, ba_reply in zip(replies[:n], replies[n:]):
         ab, ab_reason = parse_choice(ab_reply)
