@@ -89,7 +89,10 @@ def run_round(run: Run, round_no: int, model, tokenizer, prompts: Sequence[Promp
     and its trainer (None if nothing was kept)."""
     recipe, options = run.recipe, run.recipe.objective.rft
     started = time.perf_counter()
-    completions = sample_completions(model, tokenizer, prompts, options, autocast_dtype=run.precision.autocast_dtype)
+    completions = sample_completions(
+        model, tokenizer, prompts, options, autocast_dtype=run.precision.autocast_dtype,
+        on_batch=lambda done, total: run.console.print(f"  round {round_no}: sampled {done}/{total} prompts"),
+    )  # fmt: skip
     repeated = [p for p in prompts for _ in range(options.samples_per_prompt)]
     scores = scorer(repeated, completions)
     kept, passed = accepted(prompts, completions, scores, options, verifier_names(scorer, VERIFIER_TYPES))

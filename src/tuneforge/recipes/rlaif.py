@@ -82,8 +82,12 @@ def label_round(run: Run, round_no: int, model, tokenizer, prompts: Sequence[Pro
     options = run.recipe.objective.rlaif
     started = time.perf_counter()
     seed = run.recipe.training.seed * 1000 + round_no
-    pairs = sample_pairs(model, tokenizer, prompts, options, seed=seed, autocast_dtype=run.precision.autocast_dtype)
+    pairs = sample_pairs(
+        model, tokenizer, prompts, options, seed=seed, autocast_dtype=run.precision.autocast_dtype,
+        on_batch=lambda done, total: run.console.print(f"  sampled pairs for {done}/{total} prompts"),
+    )  # fmt: skip
     sampled = time.perf_counter()
+    run.console.print(f"  judging {len(pairs)} pairs in both orders")
     labelled = label_pairs(judge, pairs, options.rubric, round_no=round_no)
     write_labels(run.run_dir / LABELS_DIR, labelled)
     stats = {"round": round_no, "prompts": len(prompts), **labelling_stats(labelled)}
@@ -94,6 +98,7 @@ def label_round(run: Run, round_no: int, model, tokenizer, prompts: Sequence[Pro
 
 def _greedy_answers(run: Run, model, tokenizer, records: Sequence[PromptRecord]) -> list[str]:
     e = run.recipe.eval
+    run.console.print(f"  answering {len(records)} held-out prompts greedily")
     with uncompiled():
         return generate_batch(
             model, tokenizer, [prompt_text(r, tokenizer) for r in records],

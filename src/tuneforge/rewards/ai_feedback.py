@@ -13,7 +13,7 @@ Sampling, labelling and the statistics are separate functions, so a stub judge (
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +70,13 @@ class LabelledPair:
 
 @torch.no_grad()
 def sample_pairs(
-    model, tokenizer, records: Sequence[PromptRecord], options: RlaifOptions, *, seed: int, autocast_dtype: torch.dtype | None = None
+    model, tokenizer, records: Sequence[PromptRecord], options: RlaifOptions, *, seed: int, autocast_dtype: torch.dtype | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[SampledPair]:
     """``options.pairs_per_prompt`` pairs per record from the policy as it is, seeded (same seed, same pairs).
 
     Rollouts share each prompt's prefill across its samples (train/rollout.py); sample ``2k`` and
-    ``2k + 1`` of a prompt form its pair ``k``.
+    ``2k + 1`` of a prompt form its pair ``k``. ``on_batch(done, total)`` reports the prompts sampled so far.
     """
     per_prompt = 2 * options.pairs_per_prompt
     sampling = Sampling(per_prompt, options.max_new_tokens, options.temperature, options.top_p, options.top_k)
@@ -87,6 +88,8 @@ def sample_pairs(
         for j, record in enumerate(batch):
             mine = texts[j * per_prompt : (j + 1) * per_prompt]
             pairs.extend(SampledPair(record, mine[k], mine[k + 1]) for k in range(0, per_prompt, 2))
+        if on_batch is not None:
+            on_batch(start + len(batch), len(records))
     return pairs
 
 

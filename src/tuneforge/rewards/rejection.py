@@ -6,7 +6,7 @@ it is tested exactly on fixed scores and the rft recipe's per-round acceptance r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,9 +20,13 @@ from tuneforge.rewards.scorer import RewardScorer, prompt_text
 
 @torch.inference_mode()
 def sample_completions(
-    model, tokenizer, records: Sequence[PromptRecord], options: RftOptions, *, autocast_dtype: torch.dtype | None = None
+    model, tokenizer, records: Sequence[PromptRecord], options: RftOptions, *, autocast_dtype: torch.dtype | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[str]:
-    """``samples_per_prompt`` sampled completions per record, laid out record by record (k consecutive)."""
+    """``samples_per_prompt`` sampled completions per record, laid out record by record (k consecutive).
+
+    ``on_batch(done, total)`` is called after each generation call with the prompts sampled so far (progress).
+    """
     device = next(model.parameters()).device
     k = options.samples_per_prompt
     prompts = [prompt_text(r, tokenizer) for r in records]
@@ -48,6 +52,8 @@ def sample_completions(
                 )
             new = generated[:, enc["input_ids"].shape[1] :]  # row j*k + s: prompt j's sample s
             out.extend(text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True))
+            if on_batch is not None:
+                on_batch(min(start + options.sample_batch_size, len(prompts)), len(prompts))
     finally:
         tokenizer.padding_side = previous_side
         model.train(was_training)
