@@ -13,50 +13,29 @@ import torch
 
 from tuneforge.config.rft import RftOptions
 from tuneforge.data.records import ChatRecord, Message, PromptRecord
-from tuneforge.evaluate.generate import autocast_context
 from tuneforge.objectives.reward_scores import RewardScores
-from tuneforge.rewards.scorer import RewardScorer, prompt_text
+from tuneforge.rewards.scorer import RewardScorer
+from tuneforge.train.rollout import Sampling, generate_rollout
 
 
-@torch.inference_mode()
 def sample_completions(
     model, tokenizer, records: Sequence[PromptRecord], options: RftOptions, *, autocast_dtype: torch.dtype | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> list[str]:
     """``samples_per_prompt`` sampled completions per record, laid out record by record (k consecutive).
 
-    ``on_batch(done, total)`` is called after each generation call with the prompts sampled so far (progress).
+    Sampled as grpo's rollouts are (:func:`tuneforge.train.rollout.generate_rollout`): each prompt's
+    forward pass runs once and its k samples decode from copies of its KV cache, and a completion
+    ends at the tokenizer's or the model's end token. ``on_batch(done, total)`` is called after each
+    generation call with the prompts sampled so far (progress).
     """
-    device = next(model.parameters()).device
-    k = options.samples_per_prompt
-    prompts = [prompt_text(r, tokenizer) for r in records]
+    sampling = Sampling(options.samples_per_prompt, options.max_new_tokens, options.temperature, options.top_p, options.top_k)
     out: list[str] = []
-    previous_side, was_training = tokenizer.padding_side, model.training
-    tokenizer.padding_side = "left"
-    model.eval()
-    try:
-        for start in range(0, len(prompts), options.sample_batch_size):
-            enc = tokenizer(prompts[start : start + options.sample_batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with autocast_context(autocast_dtype, device.type):
-                generated = model.generate(
-                    **enc,
-                    do_sample=True,
-                    temperature=options.temperature,
-                    top_p=options.top_p,
-                    top_k=options.top_k or None,
-                    num_return_sequences=k,
-                    max_new_tokens=options.max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    use_cache=True,
-                )
-            new = generated[:, enc["input_ids"].shape[1] :]  # row j*k + s: prompt j's sample s
-            out.extend(text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True))
-            if on_batch is not None:
-                on_batch(min(start + options.sample_batch_size, len(prompts)), len(prompts))
-    finally:
-        tokenizer.padding_side = previous_side
-        model.train(was_training)
+    for start in range(0, len(records), options.sample_batch_size):
+        batch = list(records[start : start + options.sample_batch_size])
+        out += generate_rollout(model, tokenizer, batch, sampling, autocast_dtype=autocast_dtype).completions
+        if on_batch is not None:
+            on_batch(start + len(batch), len(records))
     return out
 
 
