@@ -94,3 +94,23 @@ def tiny_llama(vocab_size: int, tie: bool = True, seed: int = 0) -> LlamaForCaus
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     return model.eval()
+
+
+def tiny_lora(vocab_size: int, attention: str | None = None):
+    """:func:`tiny_llama` (untied) with a LoRA adapter (r=4, no dropout) whose weights are all non-zero.
+
+    A fresh adapter's B is zero, so its gradients of A vanish; random weights make tests that compare
+    two computations of the same loss compare every adapter gradient too.
+    """
+    from tuneforge.config.schema import MethodSection  # lazy: the helper module stays importable without tuneforge's stack
+    from tuneforge.methods import apply_method  # lazy: as above
+
+    base = tiny_llama(vocab_size, tie=False)
+    if attention:
+        base.set_attn_implementation(attention)
+    torch.manual_seed(0)
+    model = apply_method(base, MethodSection(type="lora", lora={"r": 4, "dropout": 0.0}))
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    return model

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.tiny import tiny_llama
+from tests.helpers.tiny import tiny_llama, tiny_lora
 from tuneforge.config.schema import MethodSection, TrainingSection
 from tuneforge.data.render import IGNORE_INDEX
 from tuneforge.methods import apply_method
@@ -53,15 +53,7 @@ def test_examples_prefix_length():
 
 
 def lora_model(attention: str | None = None):
-    base = tiny_llama(VOCAB, tie=False)
-    if attention:
-        base.set_attn_implementation(attention)
-    torch.manual_seed(0)
-    model = apply_method(base, MethodSection(type="lora", lora={"r": 4, "dropout": 0.0}))
-    for p in model.parameters():  # a non-trivial adapter, so its gradients are compared too
-        if p.requires_grad:
-            torch.nn.init.normal_(p, std=0.05)
-    return model
+    return tiny_lora(VOCAB, attention)
 
 
 def right_padded_batch(prefix: int = 20, lengths=(31, 27, 24, 35)):

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.tiny import tiny_llama
+from tests.helpers.tiny import tiny_lora
 from tuneforge.config.schema import MethodSection, TrainingSection
-from tuneforge.methods import apply_method
 from tuneforge.models.precision import Precision
 from tuneforge.objectives.shared_prefix import MIN_SHARED_TOKENS
 from tuneforge.train.group_prompt import group_completion_logps, group_completion_states
@@ -23,14 +22,7 @@ CPU = Precision("fp32", "cpu", "test")
 
 
 def lora_model(attention: str = "eager"):
-    base = tiny_llama(VOCAB, tie=False)
-    base.set_attn_implementation(attention)
-    torch.manual_seed(0)
-    model = apply_method(base, MethodSection(type="lora", lora={"r": 4, "dropout": 0.0}))
-    for p in model.parameters():  # a non-trivial adapter, so its gradients are compared too
-        if p.requires_grad:
-            torch.nn.init.normal_(p, std=0.05)
-    return model
+    return tiny_lora(VOCAB, attention)
 
 
 def rollout_rows(prompt_lengths=(22, 18), completion_lengths=((9, 4, 7), (6, 9, 1))):
