@@ -13,8 +13,10 @@ skipped when chromium or playwright is missing, unless TUNEFORGE_REQUIRE_BROWSER
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -70,19 +72,19 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise AssertionError(f"tuneforge ui did not answer on {url} within {timeout:.0f}s")
 
 
-@pytest.fixture
-def ui_server(tmp_path, tiny_model_dir):
-    _browser_or_skip()  # before the (slow) server start
+@contextlib.contextmanager
+def _running_ui(tmp_path: Path, cwd: Path, threads: str = "1"):
+    """`tuneforge ui` on a free loopback port, started in ``cwd``; yields its URL and the work folder."""
     work = tmp_path / "work"
     work.mkdir()
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": threads}
     log = (tmp_path / "ui.log").open("w")
     cmd = [sys.executable, "-m", "tuneforge.cli.main", "ui", "--port", str(port), "--runs", str(work / "runs"), "--workdir", str(work / "wd")]
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_http(f"http://127.0.0.1:{port}/", proc, timeout=300)
-        yield f"http://127.0.0.1:{port}/", work, tiny_model_dir, tmp_path / "ui.log"
+        yield f"http://127.0.0.1:{port}/", work
     finally:
         proc.terminate()
         try:
@@ -90,6 +92,13 @@ def ui_server(tmp_path, tiny_model_dir):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def ui_server(tmp_path, tiny_model_dir):
+    _browser_or_skip()  # before the (slow) server start
+    with _running_ui(tmp_path, tmp_path) as (url, work):
+        yield url, work, tiny_model_dir, tmp_path / "ui.log"
 
 
 def _artifacts(tmp_path: Path) -> Path:
@@ -107,6 +116,30 @@ def _fill(page, elem_id: str, value: str) -> None:
     box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
     box.fill(value)
     box.press("Tab")  # leave the box, as a user moving on does (a number box reports on blur)
+
+
+def _wait_for_training(page, work: Path, timeout: float) -> list[str]:
+    """Poll the Train tab until the run finishes; returns the distinct loss-plot images seen on the way."""
+    seen: list[str] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        src = _plot_src(page)
+        if src and (not seen or seen[-1] != src):
+            seen.append(src)
+        text = page.locator("#train-progress").inner_text()
+        if "finished" in text:
+            break
+        if "failed" in text:
+            logs = "\n".join(p.read_text()[-3000:] for p in (work / "wd" / "logs").glob("*.log"))
+            raise AssertionError(f"training failed: {text}\n{logs}")
+        time.sleep(0.5)
+    else:
+        raise AssertionError("training did not finish: " + page.locator("#train-progress").inner_text())
+    time.sleep(3)  # one more timer tick draws the final curves
+    final = _plot_src(page)
+    if final and (not seen or seen[-1] != final):
+        seen.append(final)
+    return seen
 
 
 def _plot_src(page) -> str | None:
@@ -168,24 +201,7 @@ def test_whole_workflow_in_a_browser(ui_server, tmp_path):
         page.get_by_role("tab", name="Train").click()
         page.locator("#train-start").click()
         expect(page.locator("#train-message")).to_contain_text("started tuneforge train")
-        seen: list[str] = []
-        deadline = time.time() + 400
-        while time.time() < deadline:
-            src = _plot_src(page)
-            if src and (not seen or seen[-1] != src):
-                seen.append(src)
-            text = page.locator("#train-progress").inner_text()
-            if "finished" in text:
-                break
-            if "failed" in text:
-                raise AssertionError(f"training failed: {text}\n{(work / 'wd' / 'logs').glob('*.log')}")
-            time.sleep(0.5)
-        else:
-            raise AssertionError("training did not finish: " + page.locator("#train-progress").inner_text())
-        time.sleep(3)  # one more timer tick draws the final curves
-        final = _plot_src(page)
-        if final and seen[-1] != final:
-            seen.append(final)
+        seen = _wait_for_training(page, work, timeout=400)
         expect(page.locator("#train-progress")).to_contain_text("step 6/6")
         expect(page.locator("#train-runs")).to_contain_text("finished")
         assert len(seen) >= 2, "the loss plot never changed while training"
@@ -227,3 +243,64 @@ def test_whole_workflow_in_a_browser(ui_server, tmp_path):
     assert (work / "exports" / "merged" / "model.safetensors").is_file()
     assert (work / "runs" / "ui-run" / "adapter").is_dir()
     assert not outside, f"the page fetched from outside loopback: {sorted(set(outside))[:10]}"
+
+
+def test_the_quickstart_from_its_example_in_a_browser(tmp_path):
+    """A user who has never written a recipe: pick the quickstart example, shorten it, train, chat with the result.
+
+    The real built-in model on the quickstart's own data (8 steps and 10 held-out tickets instead of 48 and
+    100, to keep CI's time: the full recipe trains the same way, only longer; TUNEFORGE_UI_QUICKSTART_FULL=1
+    keeps the recipe as it is), started from the repository root as the examples say.
+    """
+    full = os.environ.get("TUNEFORGE_UI_QUICKSTART_FULL") == "1"
+    steps = 48 if full else 8
+    sync_playwright = _browser_or_skip()
+    from playwright.sync_api import expect
+
+    shots = _artifacts(tmp_path) / "quickstart"
+    shots.mkdir(exist_ok=True)
+    started = time.time()
+    with _running_ui(tmp_path, ROOT, threads=str(os.cpu_count() or 1)) as (url, work), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        page.goto(url)
+        page.get_by_role("tab", name="Recipe").click()
+        picker = page.locator("#recipe-example input").first
+        picker.click()
+        page.get_by_role("option", name="examples/quickstart/recipe.yaml").click()
+        expect(page.locator("#recipe-message")).to_contain_text("loaded examples/quickstart/recipe.yaml")
+        expect(page.locator("#f-model-name textarea, #f-model-name input").first).to_have_value("smollm2-135m-instruct")
+        expect(page.locator("#recipe-yaml")).to_contain_text("json_fields")
+        if not full:  # eval's section is folded: open it, as a user looking for eval.limit would
+            page.locator("button.label-wrap", has_text=re.compile(r"^\s*eval\s*[▼▶◀]?\s*$")).first.click()
+        edits = [] if full else [("f-training-max_steps", "8"), ("f-eval-limit", "10")]
+        for elem_id, value in (*edits, ("f-output-dir", str(work / "runs" / "quickstart"))):
+            _fill(page, elem_id, value)
+        expect(page.locator("#recipe-status")).to_contain_text("valid recipe")
+        page.screenshot(path=str(shots / "1-recipe-from-example.png"), full_page=True)
+
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-start").click()
+        expect(page.locator("#train-message")).to_contain_text("started tuneforge train")
+        _wait_for_training(page, work, timeout=2400 if full else 800)
+        expect(page.locator("#train-progress")).to_contain_text(f"step {steps}/{steps}")
+        page.screenshot(path=str(shots / "2-train-finished.png"), full_page=True)
+
+        page.get_by_role("tab", name="Chat").click()
+        page.locator("#chat-use-run").click()
+        ticket = (
+            "Extract the support ticket into JSON with keys category, priority, product, order_id.\n\n"
+            "Hello, my order #B-12345 arrived broken: the Luma desk lamp does not turn on. Please send a new one. Thanks, Dana"
+        )
+        _fill(page, "chat-prompt", ticket)
+        page.locator("#chat-send").click()
+        expect(page.locator("#chat-status")).to_contain_text("done", timeout=300_000)
+        expect(page.locator("#chat-tuned")).to_contain_text('"category"')  # the tuned side answers in the task's JSON
+        page.screenshot(path=str(shots / "3-chat.png"), full_page=True)
+        browser.close()
+    summary = json.loads((work / "runs" / "quickstart" / "summary.json").read_text())
+    assert summary["steps"] == steps and summary["eval"]
+    scores = {k: v.get("json_fields") for k, v in summary["eval"].items() if v}
+    print(f"\nquickstart from the browser: {time.time() - started:.0f}s, {steps} steps, json_fields {scores}; screenshots in {shots}")
