@@ -3,8 +3,9 @@
 Uploads a bad and a good data file (the bad one's rows are listed with file:line and field), fills
 the generated recipe form (a field error shows on its field), trains a few steps on a tiny local
 model as a separate process and watches the loss plot update, evaluates, chats with base and tuned
-side by side, and exports a merged model. A screenshot of each tab is saved to
-``$TUNEFORGE_ARTIFACTS/ui`` (else the test's tmp dir). Every request the page makes is recorded:
+side by side, exports a merged model, and serves the run from the Serve tab (answered over HTTP,
+then stopped). A screenshot of each tab is saved to ``$TUNEFORGE_ARTIFACTS/ui`` (else the test's
+tmp dir). Every request the page makes is recorded:
 none may leave loopback (no fonts, CDN or analytics from the internet).
 
 Uses Debian's chromium through ``executable_path`` (``playwright install`` cannot download here);
@@ -238,6 +239,26 @@ def test_whole_workflow_in_a_browser(ui_server, tmp_path):
         expect(page.locator("#export-status")).to_contain_text("exported", timeout=180_000)
         expect(page.locator("#export-status")).to_contain_text("tuneforge export")
         page.screenshot(path=str(shots / "7-export.png"), full_page=True)
+
+        # Serve: the exported run behind `tuneforge serve` on loopback, answered over HTTP, then stopped
+        port = _free_port()
+        _fill(page, "serve-port", str(port))
+        page.locator("#serve-start").click()
+        expect(page.locator("#serve-status")).to_contain_text(f"--port {port}")  # "started ..." then the timer's "server running ..."
+        deadline = time.time() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as resp:
+                    served = json.loads(resp.read())
+                break
+            except OSError:
+                assert time.time() < deadline, "the server started from the Serve tab did not answer within 240 s"
+                time.sleep(1.0)
+        assert served["data"], served
+        expect(page.locator("#serve-status")).to_contain_text("server running", timeout=30_000)
+        page.screenshot(path=str(shots / "8-serve.png"), full_page=True)
+        page.locator("#serve-stop").click()
+        expect(page.locator("#serve-status")).to_contain_text("server ended", timeout=60_000)
         browser.close()
     print(f"\nbrowser workflow: {time.time() - started:.0f}s; screenshots in {shots}")
     assert (work / "exports" / "merged" / "model.safetensors").is_file()

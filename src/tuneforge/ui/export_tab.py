@@ -97,7 +97,7 @@ def build(jobs: Jobs, run: gr.Textbox) -> dict[str, Any]:
     export_status = gr.Markdown(elem_id="export-status")
     gr.Markdown("### Serve")
     with gr.Row():
-        port = gr.Number(8000, label="Port", precision=0, info="Loopback only (127.0.0.1); tuneforge serve --host exposes it to the network.")
+        port = gr.Number(8000, label="Port", precision=0, info="Loopback only (127.0.0.1); tuneforge serve --host exposes it to the network.", elem_id="serve-port")
         serve_btn = gr.Button("Start server", elem_id="serve-start")
         stop_btn = gr.Button("Stop server", variant="stop", elem_id="serve-stop")
     serve_status = gr.Markdown(elem_id="serve-status")
