@@ -70,3 +70,16 @@ def test_plot_loss_returns_none_and_writes_nothing_without_losses(tmp_path: Path
 
     assert plot_loss(metrics, out_png) is None
     assert not out_png.exists()
+
+
+def test_reward_curves_with_each_named_reward_and_the_kl_panel(tmp_path: Path) -> None:
+    from tuneforge.observe.plots import plot_rewards
+
+    rows = [{"step": i, "loss": 0.1, "reward/mean": 0.1 * i, "reward/correct/mean": 0.05 * i, "reward/format/mean": 0.5} for i in range(1, 5)]
+    out = plot_rewards(_write_jsonl(tmp_path / "m.jsonl", rows), tmp_path / "plots" / "rewards.png")
+    assert out is not None and out.read_bytes()[:8] == PNG_MAGIC
+    narrow = imread(out).shape[1]
+    with_kl = plot_rewards(_write_jsonl(tmp_path / "k.jsonl", [{**r, "kl": 0.01 * r["step"]} for r in rows]), tmp_path / "kl.png")
+    assert imread(with_kl).shape[1] > narrow  # a second panel for the KL
+    assert plot_rewards(_write_jsonl(tmp_path / "sft.jsonl", [{"step": 1, "loss": 2.0}]), tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()

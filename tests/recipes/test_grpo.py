@@ -60,6 +60,7 @@ def test_grpo_run_directory_and_load_run(tmp_path, tiny_model_dir):
         assert key in rows[0], key
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["train_tokens_seen"] > 0
+    assert (run / "plots" / "rewards.png").is_file()  # the reward curve, beside plots/loss.png
     loaded = load_run(run)
     plain = load_file(str(run / "adapter" / "adapter_model.safetensors"))
     state = loaded.model.state_dict()
@@ -68,9 +69,15 @@ def test_grpo_run_directory_and_load_run(tmp_path, tiny_model_dir):
     assert plain[b_key].abs().sum() > 0  # the adapter learned something
 
 
-def test_rloo_runs_through_the_recipe(tmp_path, tiny_model_dir):
-    result = train(recipe_for(tmp_path, tiny_model_dir, "objective.type=rloo", "training.max_steps=2"))
+def test_rloo_runs_through_the_recipe_and_reports_the_held_out_rewards(tmp_path, tiny_model_dir):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({"prompt": f"Say a word about {w}", "answer": w}) + "\n" for w in WORDS[:2]))
+    result = train(recipe_for(tmp_path, tiny_model_dir, "objective.type=rloo", "training.max_steps=2", f"eval.data={tmp_path / 'test.jsonl'}",
+                              "eval.max_new_tokens=4"))  # fmt: skip
     assert result.summary["steps"] == 2
+    report = (result.run_dir / "eval" / "report.md").read_text()
+    assert report.startswith("# rloo run: held-out rewards") and "| mean reward |" in report and "| reward `longer` |" in report
+    assert "../plots/rewards.png" in report
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model_dir):

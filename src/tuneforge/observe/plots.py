@@ -1,4 +1,4 @@
-"""Loss curves from a run's ``metrics.jsonl``.
+"""Loss and reward curves from a run's ``metrics.jsonl``.
 
 The plot is drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas rather than through
 ``pyplot``: pyplot keeps global state and picks a GUI backend, which breaks in threads (a
@@ -76,6 +76,42 @@ def plot_loss(metrics_jsonl: Path, out_png: Path) -> Path | None:
     axes.grid(True, alpha=0.3)
     axes.legend()
 
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png, format="png")
+    return out_png
+
+
+def plot_rewards(metrics_jsonl: Path, out_png: Path) -> Path | None:
+    """Plot an online-RL run's mean reward per step (each named reward's mean beside it) into ``out_png``;
+    with a ``kl`` series (ppo, grpo with beta > 0) a second panel shows the KL to the reference.
+
+    Returns None and writes nothing when the run logged no ``reward/mean`` (an sft run, say).
+    """
+    rows = read_metrics(metrics_jsonl)
+    total = _series(rows, "reward/mean")
+    if not total:
+        return None
+    named = sorted({k for row in rows for k in row if k.startswith("reward/") and k.endswith("/mean") and k != "reward/mean"})
+    kl = _series(rows, "kl")
+    figure = Figure(figsize=(11 if kl else 7, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 2 if kl else 1, 1)
+    axes.plot(*zip(*total), label="total (weighted)", linewidth=1.8)
+    for key in named:
+        points = _series(rows, key)
+        if points:
+            axes.plot(*zip(*points), label=key.removeprefix("reward/").removesuffix("/mean"), linewidth=1.0, alpha=0.8)
+    axes.set_xlabel("step")
+    axes.set_ylabel("mean reward of the step's samples")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    if kl:
+        right = figure.add_subplot(1, 2, 2)
+        right.plot(*zip(*kl), color="tab:orange", linewidth=1.2)
+        right.set_xlabel("step")
+        right.set_ylabel("KL to the reference")
+        right.grid(True, alpha=0.3)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png, format="png")

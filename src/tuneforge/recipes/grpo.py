@@ -22,7 +22,8 @@ from tuneforge.data.records import PromptRecord
 from tuneforge.methods import apply_method, load_base_model, method_callbacks, save_method, saved_dir_name
 from tuneforge.models.load import load_tokenizer
 from tuneforge.objectives.shared_prefix import randomness_in_forward
-from tuneforge.observe.plots import plot_loss
+from tuneforge.evaluate.reward_report import write_reward_report
+from tuneforge.observe.plots import plot_loss, plot_rewards
 from tuneforge.recipes.common import Fitted, Run, TrainResult, fit, load_run_data, read_prompts, report_parameters, start_run, write_summary
 from tuneforge.rewards import build_scorer
 from tuneforge.rewards.evaluate import evaluate_prompts
@@ -101,7 +102,8 @@ def train_grpo(
 
 
 def finish_rl(run: Run, trainer, fitted: Fitted, tokenizer, held_out, scorer, base: dict | None) -> TrainResult:
-    """Save the final weights, plot the loss, score the tuned model on the held-out prompts, write summary.json."""
+    """Save the final weights, plot the loss and the rewards, score the tuned model on the held-out prompts
+    (eval/results.json and eval/report.md), write summary.json."""
     recipe = run.recipe
     final_dir = run.run_dir / saved_dir_name(recipe.method)
     save_final_model(trainer, final_dir, lambda: save_method(trainer.model, final_dir, recipe.method))
@@ -109,13 +111,18 @@ def finish_rl(run: Run, trainer, fitted: Fitted, tokenizer, held_out, scorer, ba
         return TrainResult(run.run_dir, {"steps": trainer.state.global_step}, None)
     tokenizer.save_pretrained(str(final_dir))
     run.console.print(f"[bold]saved[/] {final_dir}")
-    plot_loss(run.run_dir / METRICS_FILE, run.run_dir / "plots" / "loss.png")
+    plots = {
+        "loss": plot_loss(run.run_dir / METRICS_FILE, run.run_dir / "plots" / "loss.png"),
+        "rewards": plot_rewards(run.run_dir / METRICS_FILE, run.run_dir / "plots" / "rewards.png"),
+    }
     tuned = evaluate_rewards(run, "tuned", trainer.model, tokenizer, held_out, scorer)
     results = None
     if tuned is not None:
         results = {"data": str(recipe.eval.data), "models": {k: v for k, v in (("base", base), ("tuned", tuned)) if v is not None}}
         (run.run_dir / "eval").mkdir(parents=True, exist_ok=True)
         (run.run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2))
+        report = write_reward_report(recipe.objective.type, results, plots, run.run_dir)
+        run.console.print(f"[bold]report[/]: {report}")
     summary = write_summary(run, trainer, fitted, results)
     run.console.print(f"[bold green]done[/] in {summary['wall_seconds']:.0f}s: {summary['steps']} steps -> {run.run_dir}")
     return TrainResult(run.run_dir, summary, results)
