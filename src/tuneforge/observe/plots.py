@@ -97,7 +97,7 @@ def plot_rewards(metrics_jsonl: Path, out_png: Path) -> Path | None:
     figure = Figure(figsize=(11 if kl else 7, 4), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 2 if kl else 1, 1)
-    axes.plot(*zip(*total), label="total (weighted)", linewidth=1.8)
+    axes.plot(*zip(*total), label="total (weighted, penalties included)", linewidth=1.8)
     for key in named:
         points = _series(rows, key)
         if points:
