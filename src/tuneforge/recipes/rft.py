@@ -150,17 +150,17 @@ def train_rft(
     model = apply_method(model, recipe.method, total_steps=planned_optimizer_steps(per_round, t.batch_size, t.grad_accum, t.epochs, t.max_steps))
     report_parameters(run, model)
 
-    rounds, trainer = [], None
+    rounds, trainer, after = [], None, None
     for round_no in range(1, options.rounds + 1):
         prompts = _round_prompts(data.train.records, recipe, round_no)  # type: ignore[arg-type]
         stats, round_trainer = run_round(run, round_no, model, tokenizer, prompts, scorer, callbacks)
-        if options.eval_each_round and round_no < options.rounds:  # the last round's figures are the tuned model's, below
-            stats["held_out"] = _held_out_figures(_evaluate(run, f"after round {round_no}", model, tokenizer, eval_records, scorer))
-        if round_no < options.rounds or not options.eval_each_round:
-            _append_metrics(run, stats)
+        if options.eval_each_round:  # the last round's evaluation is the tuned model's: _finish does not score it again
+            after = _evaluate(run, f"after round {round_no}", model, tokenizer, eval_records, scorer)
+            stats["held_out"] = _held_out_figures(after)
+        _append_metrics(run, stats)
         rounds.append(stats)
         trainer = round_trainer or trainer
-    return _finish(run, model, trainer, tokenizer, rounds, before, eval_records, scorer)
+    return _finish(run, model, trainer, tokenizer, rounds, before, eval_records, scorer, after)
 
 
 def _held_out_figures(result: dict | None) -> dict | None:
@@ -168,8 +168,10 @@ def _held_out_figures(result: dict | None) -> dict | None:
     return {m: result[m] for m in ("reward", "rewards", "accuracy")} if result else None
 
 
-def _finish(run: Run, model, trainer, tokenizer, rounds: list[dict], before: dict | None, eval_records, scorer: RewardScorer) -> TrainResult:
-    """Save the weights, plot the loss, evaluate the tuned model, write summary.json (rounds included)."""
+def _finish(
+    run: Run, model, trainer, tokenizer, rounds: list[dict], before: dict | None, eval_records, scorer: RewardScorer, after: dict | None = None
+) -> TrainResult:
+    """Save the weights, plot the loss, evaluate the tuned model (unless the last round did: ``after``), write summary.json."""
     recipe = run.recipe
     final_dir = run.run_dir / saved_dir_name(recipe.method)
     if trainer is not None:
@@ -179,10 +181,8 @@ def _finish(run: Run, model, trainer, tokenizer, rounds: list[dict], before: dic
     tokenizer.save_pretrained(str(final_dir))
     run.console.print(f"[bold]saved[/] {final_dir}")
     plot_loss(run.run_dir / METRICS_FILE, run.run_dir / "plots" / "loss.png")
-    after = _evaluate(run, "tuned model", model, tokenizer, eval_records, scorer)
-    if recipe.objective.rft.eval_each_round and rounds:  # the last round's line waited for these figures
-        rounds[-1]["held_out"] = _held_out_figures(after)
-        _append_metrics(run, rounds[-1])
+    if after is None:
+        after = _evaluate(run, "tuned model", model, tokenizer, eval_records, scorer)
     results = {"base": before, "tuned": after} if eval_records else None
     if results:
         (run.run_dir / "eval").mkdir(exist_ok=True)
