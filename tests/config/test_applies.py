@@ -42,6 +42,16 @@ CASES = {
         ["training.head_chunk_rows=256", "method.type=dora"],
         "training.head_chunk_rows cannot apply to method.type 'prompt_tuning'",
     ),
+    "group-by-length-preference": (
+        ["training.group_by_length=true", "objective.type=dpo", *PREF],
+        ["training.group_by_length=true"],
+        "training.group_by_length applies to objective.type sft, pretrain, cft and s3ft",
+    ),
+    "group-by-length-packing": (
+        ["training.group_by_length=true", "training.packing=true"],
+        ["training.group_by_length=true", "training.packing=false"],
+        "training.packing leaves none to save",
+    ),
     "compile-preference": (
         ["training.compile=true", "objective.type=simpo", *PREF],
         ["training.compile=auto", "objective.type=simpo", *PREF],

@@ -77,10 +77,11 @@ def test_finished_run_is_not_overwritten(tmp_path, tiny_model_dir):
         train(recipe)
 
 
-def test_resume_continues_to_the_same_end(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("sampling", [[], ["training.group_by_length=true"]], ids=["random", "group_by_length"])
+def test_resume_continues_to_the_same_end(tmp_path, tiny_model_dir, sampling):
     """Stopping after step 2 and resuming gives the same final adapter as an uninterrupted run."""
-    full = train(recipe_for(tmp_path / "a", tiny_model_dir, "eval.data=null", "training.save_steps=2", "data.val_fraction=0"))
-    part_recipe = recipe_for(tmp_path / "b", tiny_model_dir, "eval.data=null", "training.save_steps=2", "data.val_fraction=0")
+    full = train(recipe_for(tmp_path / "a", tiny_model_dir, "eval.data=null", "training.save_steps=2", "data.val_fraction=0", *sampling))
+    part_recipe = recipe_for(tmp_path / "b", tiny_model_dir, "eval.data=null", "training.save_steps=2", "data.val_fraction=0", *sampling)
     # Simulate an interruption: train to step 2 with the same schedule, then drop the final weights.
     from transformers import TrainerCallback
 

@@ -88,6 +88,16 @@ def _training_problem(recipe: Recipe) -> str | None:
             f"training.packing cannot apply to method.type '{method_type}': a prompt-learning method prepends its "
             "virtual tokens once per row, so the other examples of a packed row would not see them; set training.packing: false"
         )
+    if training.group_by_length and objective not in LM_OBJECTIVES:
+        return (
+            f"training.group_by_length applies to objective.type sft, pretrain, cft and s3ft; objective.type "
+            f"'{objective}' draws its batches its own way and would ignore it; remove training.group_by_length"
+        )
+    if training.group_by_length and training.packing:
+        return (
+            "training.group_by_length saves padding, and training.packing leaves none to save (each micro-batch is "
+            "one row); set one of them to false"
+        )
     if training.head_chunk_rows and objective not in LM_OBJECTIVES:
         return (
             f"training.head_chunk_rows applies to the sft and pretrain loss; objective.type '{objective}' computes "

@@ -224,6 +224,12 @@ class TrainingSection(Section):
         description="Join each micro-batch's examples into one row without padding; position ids keep them apart "
         "(same update as padding). Off by default: on CPU SDPA the block mask was 16% slower than padding (docs/SPEED.md).",
     )
+    group_by_length: bool = Field(
+        False,
+        description="Draw micro-batches of similar length (transformers' LengthGroupedSampler: a random order, sorted "
+        "by length within mega-batches of ~50 micro-batches), so less of each batch is padding. sft, pretrain, cft "
+        "and s3ft, without packing. Off by default: it changes the order examples are seen in (docs/SPEED.md).",
+    )
     head_chunk_rows: int | None = Field(
         None,
         gt=0,

@@ -79,6 +79,7 @@ def training_arguments(
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         head_chunk_rows=t.head_chunk_rows,
         loraplus_lr_ratio=loraplus_lr_ratio,
         nonfinite=t.nonfinite,
