@@ -227,7 +227,7 @@ class TrainingSection(Section):
     group_by_length: bool = Field(
         False,
         description="Draw micro-batches of similar length (transformers' LengthGroupedSampler: a random order, sorted "
-        "by length within mega-batches of ~50 micro-batches), so less of each batch is padding. sft, pretrain, cft "
+        "by length within mega-batches of up to 50 micro-batches), so less of each batch is padding. sft, pretrain, cft "
         "and s3ft, without packing. Off by default: it changes the order examples are seen in (docs/SPEED.md).",
     )
     head_chunk_rows: int | None = Field(
