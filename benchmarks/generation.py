@@ -16,6 +16,7 @@ run. Usage (about 10 minutes on a loaded 2-core CPU with the defaults):
 
     HF_HUB_OFFLINE=1 python benchmarks/generation.py                     # batch 1 (8 prompts) and batch 25 (25 prompts)
     HF_HUB_OFFLINE=1 python benchmarks/generation.py --compile           # adds the compiled-forward row (slow to compile)
+    HF_HUB_OFFLINE=1 python benchmarks/generation.py --autocast bf16     # every row under bf16 autocast, as evaluation runs on bf16 CPUs
 
 Writes the table to stdout and to benchmarks/results/generation.md (``--out``).
 """
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from speed import cpu_name  # noqa: E402
-from tuneforge.evaluate.generate import BatchTiming, GenerationPlan, generate_batch  # noqa: E402
+from tuneforge.evaluate.generate import BatchTiming, GenerationPlan, autocast_context, generate_batch  # noqa: E402
 from tuneforge.models.precision import cpu_bf16_flags  # noqa: E402
 from tuneforge.targets import load_target  # noqa: E402
 
@@ -49,15 +50,16 @@ def prompts(tokenizer, n: int) -> list[str]:
     return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
 
 
-def plain_generate(model, tok, texts: list[str], batch: int, max_new: int) -> Result:
-    """The baseline: ``model.generate`` on the prompts in order, ``batch`` at a time."""
+def plain_generate(model, tok, texts: list[str], batch: int, max_new: int, autocast: torch.dtype | None = None) -> Result:
+    """The baseline: ``model.generate`` on the prompts in order, ``batch`` at a time (under ``autocast``
+    when given, as a user would wrap it)."""
     side, tok.padding_side = tok.padding_side, "left"
     out_texts, tokens, ttft, t0 = [], 0, [], time.perf_counter()
     for i in range(0, len(texts), batch):
         enc = tok(texts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
         timings: list[float] = []
         s = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast_context(autocast):
             out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                                  streamer=_FirstToken(timings))
         ttft.append(timings[0] - s)
@@ -84,10 +86,10 @@ class _FirstToken:
         pass
 
 
-def tuneforge(model, tok, texts: list[str], batch: int, max_new: int, plan: GenerationPlan) -> Result:
+def tuneforge(model, tok, texts: list[str], batch: int, max_new: int, plan: GenerationPlan, autocast: torch.dtype | None = None) -> Result:
     timings: list[BatchTiming] = []
     t0 = time.perf_counter()
-    out = generate_batch(model, tok, texts, max_new_tokens=max_new, batch_size=batch, timings=timings, plan=plan)
+    out = generate_batch(model, tok, texts, max_new_tokens=max_new, batch_size=batch, timings=timings, plan=plan, autocast_dtype=autocast)
     return out, time.perf_counter() - t0, sum(t.new_tokens for t in timings), sum(t.first_token_s for t in timings) / len(timings)
 
 
@@ -122,20 +124,27 @@ def llama_cpp_engine(model, tok, tmp: Path, threads: int) -> Callable[[list[str]
 
 def configs(model, tok, ns, tmp: Path) -> dict[str, Callable[[list[str], int, int], Result]]:
     """Name -> runner; the first is the baseline."""
+    ac = torch.bfloat16 if ns.autocast == "bf16" else None
+
+    def ours(plan: GenerationPlan, on=model) -> Callable[[list[str], int, int], Result]:
+        return lambda t, b, m: tuneforge(on, tok, t, b, m, plan, ac)
+
     rows: dict[str, Callable] = {
-        "plain model.generate": lambda t, b, m: plain_generate(model, tok, t, b, m),
-        "tuneforge default (own loop, finished rows dropped, length-sorted, shared prefix prefilled once; a batch of one: generate)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan()),
-        "lever: no length sorting": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(sort_by_length=False)),
-        "lever: shared prompt prefix not prefilled once": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(share_prefix=False)),
-        "lever: model.generate, length-sorted (no row dropping)": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(loop="hf")),
-        "lever: model.generate + static KV cache": lambda t, b, m: tuneforge(model, tok, t, b, m, GenerationPlan(loop="hf", cache="static")),
+        "plain model.generate": lambda t, b, m: plain_generate(model, tok, t, b, m, ac),
+        "tuneforge default (own loop, finished rows dropped, length-sorted, shared prefix prefilled once; a batch of one: generate)": ours(GenerationPlan()),
+        "lever: no length sorting": ours(GenerationPlan(sort_by_length=False)),
+        "lever: shared prompt prefix not prefilled once": ours(GenerationPlan(share_prefix=False)),
+        "lever: model.generate, length-sorted (no row dropping)": ours(GenerationPlan(loop="hf")),
+        "lever: model.generate + static KV cache": ours(GenerationPlan(loop="hf", cache="static")),
     }
+    if ac is not None:
+        rows["lever: output head cast on every step (not once per call)"] = ours(GenerationPlan(head_cast_once=False))
     if ns.compile:
         compiled = torch.compile(model, dynamic=True)
-        rows["lever: default plan, torch.compile'd forward"] = lambda t, b, m: tuneforge(compiled, tok, t, b, m, GenerationPlan())
-    if cpu_bf16_flags():
+        rows["lever: default plan, torch.compile'd forward"] = ours(GenerationPlan(), compiled)
+    if cpu_bf16_flags() and ac is None:  # under autocast the matmuls already run in bf16
         bf16 = __import__("copy").deepcopy(model).to(torch.bfloat16)
-        rows["lever: bf16 weights"] = lambda t, b, m: tuneforge(bf16, tok, t, b, m, GenerationPlan())
+        rows["lever: bf16 weights"] = ours(GenerationPlan(), bf16)
     if ns.llama_cpp:
         rows["llama.cpp engine (f16 GGUF, one sequence at a time)"] = llama_cpp_engine(model, tok, tmp, torch.get_num_threads())
     if ns.only:  # the baseline and the default always run, so every table has both
@@ -177,6 +186,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                        help="run every row, the baseline included, under bf16 autocast (what evaluation does where the CPU has native bf16)")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile row (a long cold compile)")
     parser.add_argument("--no-llama-cpp", dest="llama_cpp", action="store_false")
     parser.add_argument("--only", default=None, help="comma-separated words: keep only the rows whose name has one (plus baseline and default)")
@@ -187,7 +198,7 @@ def main() -> None:
     model, tok = load_target(ns.model)
     model.eval()
     flags = cpu_bf16_flags()
-    lines = [f"Generation: {ns.model}, fp32 weights, greedy, max_new_tokens {ns.max_new_tokens}; CPU: {cpu_name()} "
+    lines = [f"Generation: {ns.model}, fp32 weights{', bf16 autocast' if ns.autocast == 'bf16' else ''}, greedy, max_new_tokens {ns.max_new_tokens}; CPU: {cpu_name()} "
              f"(native bf16: {', '.join(flags) or 'none, AVX2 only: bf16 rows skipped'}), {torch.get_num_threads()} threads; "
              f"torch {torch.__version__}; best of {ns.repeats} interleaved rounds.", ""]
     with tempfile.TemporaryDirectory() as tmp:

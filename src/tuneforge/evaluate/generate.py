@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from tuneforge.models.autocast_head import head_cast_once
 from tuneforge.models.cache import cache_keyword, concatenating_cache, forward_parameters
 from tuneforge.objectives.shared_prefix import MIN_SHARED_TOKENS, examples_prefix_length
 
@@ -61,6 +62,9 @@ class GenerationPlan:
     # loop "rows": prefill the prompts' common leading tokens (chat template, fixed instruction) once
     # for the batch and repeat their cache to every row (RowBatch.start)
     share_prefix: bool = True
+    # under autocast, cast a plain fp32 output head once for the call instead of on every decoding step
+    # (models/autocast_head.py; bit-identical, 1.2-1.8x measured on an AVX512-BF16 EPYC)
+    head_cast_once: bool = True
 
 
 DEFAULT_PLAN = GenerationPlan()
@@ -327,33 +331,34 @@ def generate_batch(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = [rows[i] for i in idx]
-            clock, first, hook_s = _FirstTokenClock(), [], [0.0]
+        with head_cast_once(model, autocast_dtype if plan.head_cast_once else None):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = [rows[i] for i in idx]
+                clock, first, hook_s = _FirstTokenClock(), [], [0.0]
 
-            def prefilled(rows_batch: RowBatch, logits: torch.Tensor, idx=idx, hook_s=hook_s) -> None:
-                h0 = time.perf_counter()
-                on_prefill(idx, rows_batch, logits)
-                hook_s[0] += time.perf_counter() - h0
+                def prefilled(rows_batch: RowBatch, logits: torch.Tensor, idx=idx, hook_s=hook_s) -> None:
+                    h0 = time.perf_counter()
+                    on_prefill(idx, rows_batch, logits)
+                    hook_s[0] += time.perf_counter() - h0
 
-            t0 = time.perf_counter()
-            with autocast_context(autocast_dtype, device.type):
-                if use_rows and len(batch) > 1:
-                    new = greedy_rows(
-                        model, batch, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=_pad_id(tokenizer), clock=first,
-                        on_prefill=prefilled if on_prefill is not None else None, share_prefix=plan.share_prefix,
-                    )  # fmt: skip
-                else:
-                    new = _hf_generate(model, tokenizer, batch, max_new_tokens, plan, clock)
-            t1 = time.perf_counter() - hook_s[0]  # the hook runs after the first token: TTFT is unaffected
-            if timings is not None:
-                first_at = first[0] if first else (clock.first or t1)
-                timings.append(BatchTiming(len(idx), sum(len(r) for r in batch), sum(len(n) for n in new), first_at - t0, t1 - t0))
-            for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                outputs[i] = text.strip()
-            if on_batch is not None:
-                on_batch(len(idx))
+                t0 = time.perf_counter()
+                with autocast_context(autocast_dtype, device.type):
+                    if use_rows and len(batch) > 1:
+                        new = greedy_rows(
+                            model, batch, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=_pad_id(tokenizer), clock=first,
+                            on_prefill=prefilled if on_prefill is not None else None, share_prefix=plan.share_prefix,
+                        )  # fmt: skip
+                    else:
+                        new = _hf_generate(model, tokenizer, batch, max_new_tokens, plan, clock)
+                t1 = time.perf_counter() - hook_s[0]  # the hook runs after the first token: TTFT is unaffected
+                if timings is not None:
+                    first_at = first[0] if first else (clock.first or t1)
+                    timings.append(BatchTiming(len(idx), sum(len(r) for r in batch), sum(len(n) for n in new), first_at - t0, t1 - t0))
+                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                    outputs[i] = text.strip()
+                if on_batch is not None:
+                    on_batch(len(idx))
     finally:
         model.train(was_training)
     return outputs

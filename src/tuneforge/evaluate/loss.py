@@ -12,6 +12,7 @@ from tuneforge.data.prepare import to_features
 from tuneforge.data.render import Tokenized
 from tuneforge.evaluate.generate import autocast_context
 from tuneforge.methods.prompt import align_labels, is_prompt_learning
+from tuneforge.models.autocast_head import head_cast_once
 from tuneforge.objectives.losses import (
     causal_lm_loss,
     supports_trained_positions_loss,
@@ -33,22 +34,23 @@ def evaluate_loss(
     # Virtual-token methods live in the peft model's own forward; the decoder-only fast path would skip them.
     fast = supports_trained_positions_loss(plain) and not is_prompt_learning(model)
     try:
-        # Length-sorted batches pad little; the loss is a token-weighted sum, so order does not change it.
-        feats = sorted(to_features(examples), key=lambda f: len(f["input_ids"]))
-        for start in range(0, len(feats), batch_size):
-            batch = {k: v.to(device) for k, v in collate(feats[start : start + batch_size]).items()}
-            labels = batch.pop("labels")
-            n = int(labels[:, 1:].ne(-100).sum())
-            if n == 0:
-                continue
-            with autocast_context(autocast_dtype, device.type):
-                if fast:
-                    loss = trained_positions_loss(plain, batch, labels, n)
-                else:
-                    logits = model(**batch, use_cache=False).logits
-                    loss = causal_lm_loss(logits, align_labels(logits, labels), n)
-            total += float(loss) * n
-            count += n
+        with head_cast_once(model, autocast_dtype):  # models/autocast_head.py: cast once, not per batch
+            # Length-sorted batches pad little; the loss is a token-weighted sum, so order does not change it.
+            feats = sorted(to_features(examples), key=lambda f: len(f["input_ids"]))
+            for start in range(0, len(feats), batch_size):
+                batch = {k: v.to(device) for k, v in collate(feats[start : start + batch_size]).items()}
+                labels = batch.pop("labels")
+                n = int(labels[:, 1:].ne(-100).sum())
+                if n == 0:
+                    continue
+                with autocast_context(autocast_dtype, device.type):
+                    if fast:
+                        loss = trained_positions_loss(plain, batch, labels, n)
+                    else:
+                        logits = model(**batch, use_cache=False).logits
+                        loss = causal_lm_loss(logits, align_labels(logits, labels), n)
+                total += float(loss) * n
+                count += n
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
