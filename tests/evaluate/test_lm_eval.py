@@ -55,6 +55,27 @@ def test_bundled_task_runs_offline_on_a_tiny_model() -> None:
     assert scores["acc"] == pytest.approx(_acc_by_hand(model, tok, rows))  # our model object was the one scored
 
 
+def test_after_bf16_training_lm_eval_runs_under_the_evaluations_autocast() -> None:
+    """A bf16 run stores its frozen linears in bf16 (train/speed_plan.py); lm-eval calls the model without
+    autocast, so the runner passes the evaluation's autocast: the scores are those of the fp32 weights
+    under the same autocast (the cast is the same rounding), and without it the call fails."""
+    from peft import LoraConfig, get_peft_model  # lazy: only this test builds an adapter
+
+    from tuneforge.train.speed_plan import store_frozen_linears  # lazy: as above
+
+    tok = tiny_tokenizer()
+
+    def adapted():
+        return get_peft_model(tiny_llama(len(tok), seed=5), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+
+    reference = run_lm_eval(adapted(), tok, ["tuneforge_arith"], batch_size=8, autocast_dtype=torch.bfloat16)
+    stored = adapted()
+    assert store_frozen_linears(stored, torch.bfloat16) > 0
+    assert run_lm_eval(stored, tok, ["tuneforge_arith"], batch_size=8, autocast_dtype=torch.bfloat16) == reference
+    with pytest.raises(RuntimeError, match="dtype"):
+        run_lm_eval(stored, tok, ["tuneforge_arith"], batch_size=8)
+
+
 def test_task_files_resolve_their_data_next_to_the_yaml(tmp_path: Path) -> None:
     (spec,) = task_specs(str(BUNDLED / "tuneforge_arith" / "tuneforge_arith.yaml"))
     assert spec["task"] == "tuneforge_arith"

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.models.autocast_head import head_cast_once
 
 BUNDLED = Path(__file__).parent / "resources" / "lm_eval"
 
@@ -89,8 +91,16 @@ def _numbers(task_results: dict) -> dict[str, float]:
     return out
 
 
-def run_lm_eval(model, tokenizer, specs: Sequence[str], *, limit: int | None = None, batch_size: int = 8) -> dict[str, dict[str, float]]:
-    """results.json ``lm_eval`` entry of one model: ``{task: {metric: value}}``."""
+def run_lm_eval(
+    model, tokenizer, specs: Sequence[str], *, limit: int | None = None, batch_size: int = 8, autocast_dtype: torch.dtype | None = None
+) -> dict[str, dict[str, float]]:
+    """results.json ``lm_eval`` entry of one model: ``{task: {metric: value}}``.
+
+    ``autocast_dtype``: the evaluation's autocast, as for every other metric, handed to lm-eval's
+    ``mixed_precision_dtype``. It is required, not an option, after a bf16 training run: the speed plan
+    stores frozen linear weights in bf16, and without autocast lm-eval's forward fails on fp32
+    activations meeting bf16 weights.
+    """
     tasks = [t for spec in specs for t in task_specs(spec)]
     lm_eval, HFLM = _import_lm_eval()
     # lazy: as above
@@ -101,10 +111,12 @@ def run_lm_eval(model, tokenizer, specs: Sequence[str], *, limit: int | None = N
     was_training = model.training
     model.eval()
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-        output = lm_eval.simple_evaluate(
-            model=lm, tasks=tasks, limit=limit, log_samples=False, bootstrap_iters=0, task_manager=manager
-        )
+        # lm-eval's own autocast switch (it wraps every model call in torch.autocast, disabled unless given)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, mixed_precision_dtype=autocast_dtype)
+        with head_cast_once(model, autocast_dtype):
+            output = lm_eval.simple_evaluate(
+                model=lm, tasks=tasks, limit=limit, log_samples=False, bootstrap_iters=0, task_manager=manager
+            )
     finally:
         model.train(was_training)
     if output is None:  # non-zero ranks under torch.distributed

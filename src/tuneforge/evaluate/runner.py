@@ -173,7 +173,9 @@ def _model_sections(name: str, model, tokenizer, records: Sequence[ChatRecord], 
         sections.update(found)
     if options.lm_eval:
         console.print(f"  [{name}] lm-eval: {', '.join(options.lm_eval)}", highlight=False, markup=False)
-        sections["lm_eval"] = run_lm_eval(model, tokenizer, options.lm_eval, limit=options.lm_eval_limit, batch_size=settings.batch_size)
+        sections["lm_eval"] = run_lm_eval(
+            model, tokenizer, options.lm_eval, limit=options.lm_eval_limit, batch_size=settings.batch_size, autocast_dtype=settings.autocast_dtype
+        )
     return sections
 
 
