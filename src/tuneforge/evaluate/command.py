@@ -17,6 +17,7 @@ from tuneforge.config.eval import EvalSection
 from tuneforge.config.load import format_validation_error
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.evaluate.eval_data import load_eval_data
+from tuneforge.evaluate.inference_weights import store_linears_for_inference
 from tuneforge.evaluate.runner import (
     EvalSettings,
     ModelEval,
@@ -120,6 +121,8 @@ def evaluate_target(
         num_samples=section.num_samples, task_metric=section.headline_key(), autocast_dtype=prec.autocast_dtype,
         options=section, out_dir=out_dir,
     )  # fmt: skip
+    if store_linears_for_inference(model, prec.autocast_dtype):  # bit-identical under autocast, no per-token casts
+        console.print(f"frozen linear weights stored in {str(prec.autocast_dtype).removeprefix('torch.')} for inference")
     console.print(f"evaluating on {len(records)} examples of {data} (precision {prec.name})")
     evals: list[ModelEval] = []
     if with_base and isinstance(loaded, LoadedRun):
@@ -128,6 +131,7 @@ def evaluate_target(
                 evals.append(evaluate_model("base", model, tokenizer, records, settings, console))
         else:
             base = load_model(loaded.recipe.model.name)
+            store_linears_for_inference(base, prec.autocast_dtype)
             evals.append(evaluate_model("base", base, tokenizer, records, settings, console))
             del base
     name = "tuned" if isinstance(loaded, LoadedRun) else "model"
