@@ -1,8 +1,9 @@
 """The output head's weight cast to the autocast dtype once per inference call instead of every step.
 
-Under bf16 (or fp16) autocast every matmul casts its fp32 weight on each call. Autocast keeps such a
-cast only for a leaf weight that requires grad, and not under ``inference_mode``, so generation casts
-the output head on every decoding step. For a small model the head is large (SmolLM2-135M ties a
+Under bf16 (or fp16) autocast every matmul casts its fp32 weight on each call. Autocast caches a cast
+only for a leaf weight that requires grad, which a frozen head (an adapter run's) never is, so
+generation casts the output head on every decoding step; a fresh model's trainable head measured the
+same gain from this, so under ``inference_mode`` the cache does not save it either. For a small model the head is large (SmolLM2-135M ties a
 49152 x 576 embedding to it: 113 MB in fp32, a fresh 57 MB bf16 copy each step, too big for the
 allocator to reuse, so every step also pays the page faults of new memory). Casting it once for the
 whole call gives bit-identical matmuls (the same round-to-nearest cast) and measured 1.2-1.3x
