@@ -131,14 +131,15 @@ def configs(model, tok, ns, tmp: Path) -> dict[str, Callable[[list[str], int, in
 
     rows: dict[str, Callable] = {
         "plain model.generate": lambda t, b, m: plain_generate(model, tok, t, b, m, ac),
-        "tuneforge default (own loop, finished rows dropped, length-sorted, shared prefix prefilled once; a batch of one: generate)": ours(GenerationPlan()),
+        "tuneforge default (own loop, finished rows dropped, length-sorted, shared prefix prefilled once, under autocast linear weights cast once per call; a batch of one: generate)": ours(GenerationPlan()),
         "lever: no length sorting": ours(GenerationPlan(sort_by_length=False)),
         "lever: shared prompt prefix not prefilled once": ours(GenerationPlan(share_prefix=False)),
         "lever: model.generate, length-sorted (no row dropping)": ours(GenerationPlan(loop="hf")),
         "lever: model.generate + static KV cache": ours(GenerationPlan(loop="hf", cache="static")),
     }
     if ac is not None:
-        rows["lever: output head cast on every step (not once per call)"] = ours(GenerationPlan(head_cast_once=False))
+        rows["lever: only the output head cast once per call (other linears on every step)"] = ours(GenerationPlan(cast_once="head"))
+        rows["lever: every weight cast on every step (autocast's own casts)"] = ours(GenerationPlan(cast_once="none"))
     if ns.compile:
         compiled = torch.compile(model, dynamic=True)
         rows["lever: default plan, torch.compile'd forward"] = ours(GenerationPlan(), compiled)

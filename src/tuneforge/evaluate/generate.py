@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from tuneforge.models.autocast_head import head_cast_once
+from tuneforge.models.autocast_weights import weights_cast_once
 from tuneforge.models.cache import cache_keyword, concatenating_cache, forward_parameters
 from tuneforge.objectives.shared_prefix import MIN_SHARED_TOKENS, examples_prefix_length
 
@@ -62,9 +62,10 @@ class GenerationPlan:
     # loop "rows": prefill the prompts' common leading tokens (chat template, fixed instruction) once
     # for the batch and repeat their cache to every row (RowBatch.start)
     share_prefix: bool = True
-    # under autocast, cast a plain fp32 output head once for the call instead of on every decoding step
-    # (models/autocast_head.py; bit-identical, 1.2-1.8x measured on an AVX512-BF16 EPYC)
-    head_cast_once: bool = True
+    # under autocast, which fp32 weights are cast once for the call instead of on every decoding step
+    # (models/autocast_weights.py, bit-identical): "linears" (every plain linear layer), "head" (the
+    # output head only), "none" (autocast casts each weight per step)
+    cast_once: str = "linears"
 
 
 DEFAULT_PLAN = GenerationPlan()
@@ -331,7 +332,7 @@ def generate_batch(
     was_training = model.training
     model.eval()
     try:
-        with head_cast_once(model, autocast_dtype if plan.head_cast_once else None):
+        with weights_cast_once(model, autocast_dtype, plan.cast_once):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = [rows[i] for i in idx]

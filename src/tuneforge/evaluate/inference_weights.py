@@ -11,8 +11,9 @@ the memory. The evaluation never trains the model it loads, so every weight is f
 
 Only where the result cannot change: autocast must be on, and a peft model must carry plain LoRA
 adapters (DoRA reads the base weight outside a matmul; other adapter types are left as loaded).
-Embeddings, norms and a tied output head stay fp32 (models/autocast_head.py casts the head once per
-call instead).
+Embeddings, norms and a tied output head stay fp32 (models/autocast_weights.py casts the head once per
+call instead). Storing them here, rather than leaving the copies to models/autocast_weights.py, also
+saves the memory those copies would take for every call.
 """
 
 from __future__ import annotations

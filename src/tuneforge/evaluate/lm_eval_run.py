@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from tuneforge.errors import ConfigError, TuneforgeError
-from tuneforge.models.autocast_head import head_cast_once
+from tuneforge.models.autocast_weights import weights_cast_once
 
 BUNDLED = Path(__file__).parent / "resources" / "lm_eval"
 
@@ -113,7 +113,7 @@ def run_lm_eval(
     try:
         # lm-eval's own autocast switch (it wraps every model call in torch.autocast, disabled unless given)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, mixed_precision_dtype=autocast_dtype)
-        with head_cast_once(model, autocast_dtype):
+        with weights_cast_once(model, autocast_dtype):
             output = lm_eval.simple_evaluate(
                 model=lm, tasks=tasks, limit=limit, log_samples=False, bootstrap_iters=0, task_manager=manager
             )

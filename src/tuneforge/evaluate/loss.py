@@ -12,7 +12,7 @@ from tuneforge.data.prepare import to_features
 from tuneforge.data.render import Tokenized
 from tuneforge.evaluate.generate import autocast_context
 from tuneforge.methods.prompt import align_labels, is_prompt_learning
-from tuneforge.models.autocast_head import head_cast_once
+from tuneforge.models.autocast_weights import weights_cast_once
 from tuneforge.objectives.losses import (
     causal_lm_loss,
     supports_trained_positions_loss,
@@ -34,7 +34,7 @@ def evaluate_loss(
     # Virtual-token methods live in the peft model's own forward; the decoder-only fast path would skip them.
     fast = supports_trained_positions_loss(plain) and not is_prompt_learning(model)
     try:
-        with head_cast_once(model, autocast_dtype):  # models/autocast_head.py: cast once, not per batch
+        with weights_cast_once(model, autocast_dtype):  # models/autocast_weights.py: cast once, not per batch
             # Length-sorted batches pad little; the loss is a token-weighted sum, so order does not change it.
             feats = sorted(to_features(examples), key=lambda f: len(f["input_ids"]))
             for start in range(0, len(feats), batch_size):

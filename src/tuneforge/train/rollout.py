@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from tuneforge.data.records import PromptRecord
-from tuneforge.models.autocast_head import head_cast_once
+from tuneforge.models.autocast_weights import weights_cast_once
 
 
 def autocast_context(dtype: torch.dtype | None, device: str = "cpu"):
@@ -156,8 +156,8 @@ def generate_rollout(
     was_training = model.training
     model.eval()
     try:
-        # the head cast once for the whole call (models/autocast_head.py), not on every sampling step
-        with head_cast_once(model, autocast_dtype), autocast_context(autocast_dtype, device.type):
+        # linear weights cast once for the whole call (models/autocast_weights.py), not on every sampling step
+        with weights_cast_once(model, autocast_dtype), autocast_context(autocast_dtype, device.type):
             extra = {}
             if share_prefill and prompt_ids.shape[1] > 1:
                 extra["cache"] = _prefilled_cache(model, enc["input_ids"], enc["attention_mask"], G)
