@@ -132,6 +132,10 @@ def test_nothing_changes_where_a_copy_would_be_wrong_or_useless() -> None:
     lora = get_peft_model(tiny_llama(96, tie=False, seed=3), LoraConfig(r=2, target_modules=["lm_head", "q_proj"]))
     with torch.no_grad(), weights_cast_once(lora, BF16, scope="head") as copied:  # a peft head holds adapter weights
         assert copied == 0
+    zero3 = tiny_llama(96, seed=3)
+    zero3.model.layers[0].mlp.up_proj.weight.ds_id = 7  # how DeepSpeed ZeRO-3 marks the parameters it partitions
+    with torch.no_grad(), weights_cast_once(zero3, BF16) as copied:  # a sharding engine re-assigns them per forward
+        assert copied == 0
     with pytest.raises(ValueError, match="cast scope"):
         castable_linears(model, "all")
 

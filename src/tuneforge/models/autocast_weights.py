@@ -19,7 +19,10 @@ train inside the context (grad enabled and it requires grad); weights already in
 (the training speed plan stores frozen linears in bf16 for good, train/speed_plan.py); subclasses of
 ``nn.Linear`` (4-bit layers, peft layers hold other data; a plain LoRA's ``base_layer``, ``lora_A``
 and ``lora_B`` are plain linears and are copied); and, for peft models with adapters other than plain
-LoRA (DoRA reads its base weight outside a matmul), every layer but the output head.
+LoRA (DoRA reads its base weight outside a matmul), every layer but the output head. Models whose
+parameters a sharding engine manages (FSDP, DTensor parameters, DeepSpeed ZeRO-3) get no copies at
+all: those engines gather and re-assign the parameters around each forward, which a swapped
+parameter would escape.
 
 The copies cost memory while the call runs (half of the fp32 linear weights: 270 MB for the built-in
 135M model). When they would take more than a quarter of the memory the system reports available,
@@ -76,13 +79,26 @@ def _available_bytes() -> int | None:
     return None
 
 
+def _sharded(model: nn.Module) -> bool:
+    """Whether a sharding engine manages ``model``'s parameters (FSDP, DTensor, DeepSpeed ZeRO-3)."""
+    if not torch.distributed.is_available():
+        return False
+    # lazy: torch.distributed's submodules are not imported by `import torch` on every build
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+        return True
+    return any(isinstance(p, DTensor) or hasattr(p, "ds_id") for p in model.parameters())
+
+
 def castable_linears(model: nn.Module, scope: str = "linears") -> list[nn.Linear]:
     """The layers :func:`weights_cast_once` copies for ``scope`` (before the memory check)."""
     if scope not in SCOPES:
         raise ValueError(f"cast scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    head = _plain_head(model)
-    if scope == "none":
+    if scope == "none" or _sharded(model):
         return []
+    head = _plain_head(model)
     if scope == "head" or not _plain_lora_or_none(model):
         return [head] if head is not None and _castable(head) else []
     return [m for m in model.modules() if type(m) is nn.Linear and _castable(m)]
