@@ -47,5 +47,16 @@ install() {
 if ! "$PY" -c "import torch" 2>/dev/null; then
   install "$TORCH_REQ"
 fi
+# The llama extra compiles llama.cpp for this CPU (-march=native). On CPUs with AMX its AMX kernels
+# (used for q8_0 / q4 weights) segfaulted in llama_decode on our q8_0 export of the built-in model
+# (Intel Xeon, 2 cores, llama-cpp-python 0.3.36; llama.cpp issue #20824 reports the same crash in
+# ggml_backend_amx_mul_mat), so there it is built without them: GCC keeps explicit -mno-* flags over
+# -march=native, and CMake takes CFLAGS/CXXFLAGS as its initial compile flags. uv reuses a wheel it
+# built before; run `uv cache clean llama-cpp-python` first if one was built with AMX.
+if [[ ",$EXTRAS," == *",llama,"* ]] && grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+  no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  export CFLAGS="${CFLAGS:+$CFLAGS }$no_amx" CXXFLAGS="${CXXFLAGS:+$CXXFLAGS }$no_amx"
+  echo "AMX CPU: building llama.cpp (the llama extra) without its AMX kernels (scripts/setup.sh says why)"
+fi
 install -e ".${EXTRAS:+[$EXTRAS]}"
 "$PY" -c "import torch, tuneforge; print(f'tuneforge {tuneforge.__version__} with torch {torch.__version__} in $VENV')"
