@@ -25,8 +25,8 @@ all: those engines gather and re-assign the parameters around each forward, whic
 parameter would escape.
 
 The copies cost memory while the call runs (half of the fp32 linear weights: 270 MB for the built-in
-135M model). When they would take more than a quarter of the memory the system reports available,
-only the output head is copied (the largest single weight of a small model, and the one cast most).
+135M model). When they would take more than a quarter of the free memory where they live (the
+system's available memory, or the CUDA device's free memory), only the output head is copied (the largest single weight of a small model, and the one cast most).
 """
 
 from __future__ import annotations
@@ -68,8 +68,11 @@ def _castable(module: nn.Linear) -> bool:
     return not any(grad and p.requires_grad for p in module.parameters(recurse=False))
 
 
-def _available_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
+def _available_bytes(device: torch.device) -> int | None:
+    """Free memory where the copies would live: the CUDA device's free memory, else MemAvailable from
+    /proc/meminfo (Linux); None where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -124,7 +127,7 @@ def weights_cast_once(model: nn.Module, dtype: torch.dtype | None, scope: str = 
     """
     layers = castable_linears(model, scope) if dtype is not None else []
     if scope == "linears" and len(layers) > 1:
-        available = _available_bytes()
+        available = _available_bytes(layers[0].weight.device)
         if available is not None and _copy_bytes(layers, dtype) > MEMORY_SHARE * available:
             layers = castable_linears(model, "head")
     copies: dict[int, nn.Parameter] = {}
