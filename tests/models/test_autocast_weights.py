@@ -12,6 +12,7 @@ from torch import nn
 from tests.helpers.tiny import tiny_llama
 from tuneforge.models import autocast_weights
 from tuneforge.models.autocast_weights import castable_linears, weights_cast_once
+from tuneforge.models.free_memory import free_memory_bytes
 
 BF16 = torch.bfloat16
 IDS = torch.tensor([[5, 17, 3, 44, 9, 12, 60, 7], [8, 8, 30, 2, 19, 41, 6, 11]])
@@ -73,8 +74,8 @@ def test_dora_keeps_its_layers_and_copies_only_the_head() -> None:
 
 def test_too_little_memory_for_the_copies_falls_back_to_the_head(monkeypatch) -> None:
     model = tiny_llama(96, tie=True, seed=3)
-    assert autocast_weights._available_bytes(torch.device("cpu")) > 0  # read from /proc/meminfo here
-    monkeypatch.setattr(autocast_weights, "_available_bytes", lambda device: 4 * 96 * 64 * 2)  # room for the head only
+    assert free_memory_bytes(torch.device("cpu")) > 0  # read from /proc/meminfo here
+    monkeypatch.setattr(autocast_weights, "free_memory_bytes", lambda device: 4 * 96 * 64 * 2)  # room for the head only
     with torch.inference_mode(), weights_cast_once(model, BF16) as copied:
         assert copied == 96 * 64 * 2
         assert model.lm_head.weight.dtype == BF16 and model.model.layers[0].mlp.up_proj.weight.dtype == torch.float32

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
+
+from tuneforge.models.free_memory import free_memory_bytes
 
 # Adapter types whose peft layers merge into a plain weight (LoRA and its variants: DoRA, rsLoRA,
 # PiSSA, OLoRA, LoRA+ are all peft LORA adapters). Others keep their unmerged forward.
@@ -40,19 +41,6 @@ MERGEABLE_PEFT_TYPES = frozenset({"LORA"})
 
 def _tuner_layers(model: Any) -> list[Any]:
     return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-
-
-def _available_bytes(device: torch.device) -> int:
-    """Memory free for one more copy of the adapted weights: CUDA's free memory, else MemAvailable."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def merge_blockers(model: Any, autocast_dtype: torch.dtype | None = None) -> str | None:
@@ -78,7 +66,7 @@ def merge_blockers(model: Any, autocast_dtype: torch.dtype | None = None) -> str
         if type(weight) is not torch.nn.Parameter or weight.dtype != torch.float32:
             return "a base layer is quantized, not fp32, or has no plain weight"
         extra += weight.numel() * weight.element_size()
-    if extra * 2 > _available_bytes(next(model.parameters()).device):
+    if extra * 2 > (free_memory_bytes(next(model.parameters()).device) or 0):
         return f"a merged copy of the adapted weights ({extra / 2**20:.0f} MB) would not fit in half the free memory"
     return None
 

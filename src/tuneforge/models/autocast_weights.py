@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from peft import PeftType
 from torch import nn
+
+from tuneforge.models.free_memory import free_memory_bytes
 
 # Scopes of weights_cast_once: every eligible plain linear layer, only the output head, or nothing.
 SCOPES = ("linears", "head", "none")
@@ -66,20 +67,6 @@ def _castable(module: nn.Linear) -> bool:
         return False
     grad = torch.is_grad_enabled()
     return not any(grad and p.requires_grad for p in module.parameters(recurse=False))
-
-
-def _available_bytes(device: torch.device) -> int | None:
-    """Free memory where the copies would live: the CUDA device's free memory, else MemAvailable from
-    /proc/meminfo (Linux); None where it cannot be read."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _sharded(model: nn.Module) -> bool:
@@ -127,7 +114,7 @@ def weights_cast_once(model: nn.Module, dtype: torch.dtype | None, scope: str = 
     """
     layers = castable_linears(model, scope) if dtype is not None else []
     if scope == "linears" and len(layers) > 1:
-        available = _available_bytes(layers[0].weight.device)
+        available = free_memory_bytes(layers[0].weight.device)
         if available is not None and _copy_bytes(layers, dtype) > MEMORY_SHARE * available:
             layers = castable_linears(model, "head")
     copies: dict[int, nn.Parameter] = {}
