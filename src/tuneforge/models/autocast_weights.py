@@ -26,7 +26,8 @@ parameter would escape.
 
 The copies cost memory while the call runs (half of the fp32 linear weights: 270 MB for the built-in
 135M model). When they would take more than a quarter of the free memory where they live (the
-system's available memory, or the CUDA device's free memory), only the output head is copied (the largest single weight of a small model, and the one cast most).
+system's available memory, or the CUDA device's free memory), only the output head is copied (the
+largest single weight of a small model, and the one cast most).
 """
 
 from __future__ import annotations
@@ -95,14 +96,9 @@ def castable_linears(model: nn.Module, scope: str = "linears") -> list[nn.Linear
 
 
 def _copy_bytes(layers: list[nn.Linear], dtype: torch.dtype) -> int:
-    seen: set[int] = set()
-    total = 0
-    for layer in layers:
-        for p in layer.parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                total += p.numel() * torch.empty((), dtype=dtype).element_size()
-    return total
+    """Bytes the ``dtype`` copies of ``layers``' parameters take, a shared parameter counted once."""
+    unique = {id(p): p for layer in layers for p in layer.parameters(recurse=False)}
+    return sum(p.numel() for p in unique.values()) * torch.empty((), dtype=dtype).element_size()
 
 
 @contextmanager
